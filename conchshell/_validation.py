@@ -1,0 +1,111 @@
+"""Input checks shared by every component.
+
+Errors name what was expected and what arrived, so a user never has to read
+a traceback from inside torch to learn that a batch had the wrong shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["check_categories", "check_tensor"]
+
+
+def check_tensor(
+    x: object,
+    *,
+    name: str,
+    ndim: int | Sequence[int],
+    shape: Sequence[int | None] | None = None,
+    allow_empty: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Validate an array-like and return it as a floating tensor.
+
+    Parameters
+    ----------
+    x : array-like or torch.Tensor
+        The input.
+    name : str
+        How the input is called in error messages (``"images"``, ``"video"``...).
+    ndim : int or sequence of int
+        Accepted ranks.
+    shape : sequence of int or None, optional
+        Expected sizes per dimension (``None`` for any size), checked when the
+        rank equals ``len(shape)``.
+    allow_empty : bool, default=False
+        Whether a batch of size zero is accepted.
+    dtype : torch.dtype, default=torch.float32
+        The floating dtype of the result.
+    device : torch.device or str, optional
+        Where to put the result.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Raises
+    ------
+    TypeError
+        When ``x`` is not numeric.
+    ValueError
+        On a wrong rank or size, an empty batch, or NaN/Inf values.
+    """
+    ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:
+            raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise TypeError(f"{name} must be real-valued, got dtype {t.dtype}")
+    if t.ndim not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise ValueError(f"{name} must have {want} dimensions, got shape {tuple(t.shape)}")
+    if shape is not None and t.ndim == len(shape):
+        for axis, (got, want) in enumerate(zip(t.shape, shape, strict=True)):
+            if want is not None and got != want:
+                expected = tuple("*" if s is None else s for s in shape)
+                raise ValueError(
+                    f"{name} must have shape {expected}, got {tuple(t.shape)} "
+                    f"(dimension {axis} is {got}, expected {want})"
+                )
+    if t.ndim > 0 and t.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(t.shape)})")
+    t = t.to(dtype=dtype, device=device)
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def check_categories(
+    categories: object, *, n_samples: int, n_categories: int, name: str = "categories"
+) -> torch.Tensor:
+    """Validate integer category ids in ``[0, n_categories)``, one per sample."""
+    arr = np.asarray(categories.cpu() if isinstance(categories, torch.Tensor) else categories)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} entries for {n_samples} samples")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.equal(np.mod(arr, 1), 0)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must be integer category ids, got dtype {arr.dtype}")
+    bad = arr[(arr < 0) | (arr >= n_categories)]
+    if bad.size:
+        raise ValueError(f"{name} must lie in [0, {n_categories}), got {bad[:5].tolist()}")
+    return torch.as_tensor(arr, dtype=torch.long)

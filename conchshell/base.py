@@ -1,0 +1,173 @@
+"""Shared machinery for the torch-backed components of conchshell.
+
+Every component (encoders, forger, extractor, codec, generator, discriminator)
+is a scikit-learn estimator: ``__init__`` stores its arguments unchanged,
+``initialize()`` builds the torch module into ``module_`` without training,
+``fit`` returns ``self`` and fitted state ends with an underscore. The helpers
+here give all of them the same device handling, seeding and CPU-mapped
+pickling, so each component only says how to build its module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "TorchComponent",
+    "resolve_device",
+    "seed_from_random_state",
+    "seeded",
+]
+
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn a user's device setting into a concrete :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"} or torch.device or None
+        ``"auto"`` (or ``None``) picks CUDA when it is available and the CPU
+        otherwise. ``"cuda"`` without a visible GPU is an error rather than a
+        silent fall-back, so a user who asked for a GPU learns they do not
+        have one. ``"cuda:1"`` style strings are accepted.
+
+    Returns
+    -------
+    torch.device
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str) and device.split(":")[0] in _DEVICES[1:]:
+        dev = torch.device(device)
+    else:
+        raise ValueError(f"device must be one of {_DEVICES} (or 'cuda:N'), got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here")
+    return dev
+
+
+def seed_from_random_state(random_state: int | np.random.RandomState | None) -> int:
+    """Draw a 31-bit torch seed from a scikit-learn style ``random_state``.
+
+    ``None`` gives a fresh random seed; an int always gives the same seed.
+    """
+    if isinstance(random_state, bool | float):
+        raise ValueError(
+            f"random_state must be None, an int or a RandomState, got {random_state!r}"
+        )
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, restoring it afterwards.
+
+    Building a module inside this block makes its initial weights a function
+    of ``seed`` alone, without disturbing the caller's random stream.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class TorchComponent(BaseEstimator):
+    """Base class for components that own a :class:`torch.nn.Module`.
+
+    Subclasses define ``__init__`` (which must only store its arguments,
+    including ``device`` and ``random_state``) and :meth:`_build_module`.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The built module, on ``device_``. Present after :meth:`initialize`.
+    device_ : torch.device
+        The device the module lives on.
+    """
+
+    def _build_module(self) -> torch.nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def initialize(self) -> TorchComponent:
+        """Build the torch module with fresh, seeded weights; do not train.
+
+        Returns
+        -------
+        self
+            The component, with ``module_`` and ``device_`` set, so shapes and
+            parameter counts can be inspected before any training.
+        """
+        self.device_ = resolve_device(getattr(self, "device", "auto"))
+        self.seed_ = seed_from_random_state(getattr(self, "random_state", None))
+        with seeded(self.seed_):
+            module = self._build_module()
+        self.module_ = module.to(self.device_)
+        return self
+
+    def _ensure_initialized(self) -> None:
+        if not hasattr(self, "module_"):
+            self.initialize()
+
+    def _check_initialized(self) -> None:
+        check_is_fitted(self, "module_")
+
+    def n_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters of ``module_`` (building it if needed)."""
+        self._ensure_initialized()
+        return sum(
+            p.numel() for p in self.module_.parameters() if p.requires_grad or not trainable_only
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "module_")
+
+    # Pickles must load on a machine without a GPU: store modules on the CPU.
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key, value in list(state.items()):
+            if isinstance(value, torch.nn.Module) and _module_device(value).type != "cpu":
+                state[key] = copy.deepcopy(value).cpu()
+            elif isinstance(value, torch.Tensor) and value.device.type != "cpu":
+                state[key] = value.detach().cpu()
+            elif isinstance(value, torch.device):
+                state[key] = str(value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "device_" in self.__dict__:
+            # Re-resolve: a model pickled on a GPU machine lands on the CPU here.
+            wanted = getattr(self, "device", "auto")
+            try:
+                self.device_ = resolve_device(wanted)
+            except ValueError:
+                self.device_ = torch.device("cpu")
+            for _key, value in self.__dict__.items():
+                if isinstance(value, torch.nn.Module):
+                    value.to(self.device_)
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")

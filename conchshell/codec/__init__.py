@@ -1,0 +1,1 @@
+"""conchshell.codec subpackage."""
