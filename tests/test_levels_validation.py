@@ -1,0 +1,54 @@
+"""Level names and the shared input checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from conchshell._validation import check_categories, check_tensor
+from conchshell.levels import level_index, level_name
+
+
+@pytest.mark.parametrize(("level", "index"), [("deep", 0), ("LOW", 1), ("high", 2), (2, 2)])
+def test_level_index(level, index):
+    assert level_index(level) == index
+
+
+@pytest.mark.parametrize("bad", ["middle", 3, -1, True, None])
+def test_level_index_rejects(bad):
+    with pytest.raises(ValueError, match="level must be one of"):
+        level_index(bad)
+
+
+def test_level_name():
+    assert [level_name(i) for i in (0, 1, 2)] == ["deep", "low", "high"]
+
+
+def test_check_tensor_accepts_arrays_and_converts():
+    out = check_tensor(np.zeros((2, 3), dtype=np.uint8), name="x", ndim=2)
+    assert out.dtype == torch.float32
+    assert out.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "message"),
+    [
+        (torch.zeros(2, 3), {"ndim": 3}, "x must have 3 dimensions, got shape \\(2, 3\\)"),
+        (torch.zeros(2, 4), {"ndim": 2, "shape": (None, 3)}, "dimension 1 is 4, expected 3"),
+        (torch.zeros(0, 3), {"ndim": 2}, "empty batch"),
+        (torch.tensor([[float("nan")]]), {"ndim": 2}, "NaN"),
+        (np.array([["a"]]), {"ndim": 2}, "numeric"),
+    ],
+)
+def test_check_tensor_errors(value, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        check_tensor(value, name="x", **kwargs)
+
+
+def test_check_categories():
+    assert check_categories([0, 5, 2.0], n_samples=3, n_categories=6).tolist() == [0, 5, 2]
+    with pytest.raises(ValueError, match=r"must lie in \[0, 6\), got \[6\]"):
+        check_categories([0, 6], n_samples=2, n_categories=6)
+    with pytest.raises(ValueError, match="has 1 entries for 2 samples"):
+        check_categories([0], n_samples=2, n_categories=6)
+    with pytest.raises(TypeError, match="integer category ids"):
+        check_categories([0.5], n_samples=1, n_categories=6)
