@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 from test_mos_fixtures import HOSTILE_MODEL, HOSTILE_STEM, make_samples, write_pair
 
-from conchshell.mos import MOSApp, RatingStore, make_app, scan_samples, summary
+from conchshell.mos import MOSApp, RatingStore, make_app, scan_samples, serve, summary
 from conchshell.mos.store import rating_sequence
 
 # -- helpers ---------------------------------------------------------------------
@@ -502,3 +502,15 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(samples, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_serve_reports_a_taken_port(samples, tmp_path):
+    with pytest.warns(UserWarning):
+        app = make_app(samples, tmp_path / "db.sqlite3")
+    with app.running() as url:
+        port = urlsplit(url).port
+        with (
+            pytest.warns(UserWarning),
+            pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"),
+        ):
+            serve(samples, port=port, db=tmp_path / "db.sqlite3")

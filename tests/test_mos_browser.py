@@ -35,7 +35,8 @@ RATER = "Ann <b>&amp;</b> 'x'"
 
 @pytest.fixture
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
+    # A missing selenium (a dev dependency) fails loudly; only a missing browser skips.
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="mos-chromium-")

@@ -520,6 +520,11 @@ def serve(
         Open the page in the default browser once serving.
     quiet : bool, default=True
         Leave out per-request log lines.
+
+    Raises
+    ------
+    OSError
+        When the address cannot be bound (the port is taken, for example).
     """
     app = make_app(
         samples_dir,
@@ -528,7 +533,10 @@ def serve(
         items_per_rater=items_per_rater,
         allowed_hosts=set(_LOOPBACK) if host in _LOOPBACK else None,
     )
-    server = app.make_server(host, port, quiet=quiet)
+    try:
+        server = app.make_server(host, port, quiet=quiet)
+    except OSError as exc:  # port taken, address not on this machine...
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     url = _url(host, server.server_port)
     print(f"{app.index.describe()}; ratings go to {app.store.path}")
     print(f"Listening test at {url}  (Ctrl+C to stop)", flush=True)
