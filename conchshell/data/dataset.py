@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +327,7 @@ class _AudioCache:
         self.misses = 0
         self._data: OrderedDict[str, np.ndarray] = OrderedDict()
 
-    def get(self, key: str, load: Any) -> np.ndarray:
+    def get(self, key: str, load: Callable[[], np.ndarray]) -> np.ndarray:
         if key in self._data:
             self.hits += 1
             self._data.move_to_end(key)

@@ -156,9 +156,8 @@ def open_image(path: str | os.PathLike, *, size: int = IMAGE_SIZE) -> Image.Imag
         raise ValueError(f"cannot read image file {str(path)!r}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated and corrupt data as OSError/SyntaxError.
-        raise ValueError(
-            f"cannot read image file {str(path)!r}: {exc} (truncated or corrupt?)"
-        ) from exc
+        hint = "" if "truncated" in str(exc) else " (truncated or corrupt?)"
+        raise ValueError(f"cannot read image file {str(path)!r}: {exc}{hint}") from exc
     return out
 
 
