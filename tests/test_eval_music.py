@@ -1,5 +1,7 @@
 """Musical descriptors, their per-category profile, the relevance classifier and scorers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -308,3 +310,39 @@ def test_evaluate_audio_reports_what_inputs_allow(clf, profile, held_out):
     assert evaluate_audio(clips, clips, metrics=["mrstft"]) == {"mrstft": 0.0}
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate_audio(clips, clips, metrics=["pesq"])
+
+
+# --- real clips of a dataset ----------------------------------------------------------
+
+
+def test_real_clips_counts_each_piece_once(tmp_path):
+    import soundfile as sf
+    from PIL import Image
+
+    from conchshell.datasets import MusicImageDataset, make_toy_dataset
+    from conchshell.evaluation import real_clips
+
+    for name, midi in (("a.wav", 60), ("b.wav", 72)):
+        sf.write(tmp_path / name, 0.5 * tone(midi), SR)
+    for k in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{k}.png")
+    images = [tmp_path / f"{k}.png" for k in range(3)]
+    ds = MusicImageDataset(
+        images,
+        [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "a.wav"],
+        [0, 1, 0],
+        ["x", "y"],
+        duration=1.0,
+    )
+    waves, cats, keys = real_clips(ds)
+    assert waves.shape == (2, SR) and cats.tolist() == [0, 1]
+    assert [Path(k).name for k in keys] == ["a.wav", "b.wav"]
+    assert real_clips(ds, distinct=False)[0].shape == (3, SR)
+    mixed = MusicImageDataset(
+        images[:2], [tmp_path / "a.wav"] * 2, [0, 1], ["x", "y"], duration=1.0
+    )
+    with pytest.warns(UserWarning, match="several categories"):
+        assert real_clips(mixed)[1].tolist() == [0]
+    toy = make_toy_dataset(n_per_category=1, n_categories=2, n_samples=SR)
+    waves, cats, keys = real_clips(toy)
+    assert waves.shape == (2, SR) and cats.tolist() == [0, 1] and keys == [0, 1]

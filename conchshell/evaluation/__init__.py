@@ -17,6 +17,8 @@ notice what matters in piano, so these sit beside them:
 Each metric is a plain function ``metric(y_true, y_pred, ...)`` on mono 16 kHz
 numpy or torch audio, and a scikit-learn scorer through
 :func:`make_audio_scorer`; :func:`evaluate_audio` computes them all at once.
+:func:`real_clips` takes a dataset's real clips (each piece once) to fit the
+classifier and the profile on.
 
 Examples
 --------
@@ -29,6 +31,7 @@ Examples
 """
 
 from conchshell.evaluation.beats import beat_coverage, beat_hit, onset_times
+from conchshell.evaluation.clips import real_clips
 from conchshell.evaluation.descriptors import (
     DESCRIPTORS,
     DescriptorProfile,
@@ -68,6 +71,7 @@ __all__ = [
     "multi_resolution_stft_distance",
     "onset_times",
     "paired_retrieval",
+    "real_clips",
     "relevance_accuracy",
     "visqol_available",
     "visqol_music",
