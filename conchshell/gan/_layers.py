@@ -1,0 +1,97 @@
+"""Small building blocks shared by the generator and the discriminator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from conchshell.base import TorchComponent, seeded
+
+__all__ = ["StateDictPickleMixin", "normal_init_", "resolve_init_std", "wn_conv1d"]
+
+# The authors' (MelGAN-style) initialisation for convolution weights.
+CONV_INIT_STD = 0.02
+
+
+def wn_conv1d(*args: Any, **kwargs: Any) -> nn.Conv1d:
+    """A weight-normalised :class:`torch.nn.Conv1d` (the parametrisation API).
+
+    The magnitude ``g`` (``parametrizations.weight.original0``) and the
+    direction ``v`` (``original1``) are both parameters.
+    """
+    return weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+@torch.no_grad()
+def normal_init_(module: nn.Module, std: float | None = CONV_INIT_STD) -> nn.Module:
+    """Redraw every convolution weight in ``module`` from N(0, ``std``), in place.
+
+    A weight-normed convolution gets the drawn weight through its
+    parametrisation (``v`` = the draw, ``g`` = its per-filter norm), so the
+    first forward pass sees exactly the drawn weight. Biases keep torch's
+    default, as in the authors' (MelGAN's) initialiser. ``std=None`` leaves
+    torch's fan-in scaled default untouched.
+    """
+    if std is None:
+        return module
+    for sub in module.modules():
+        if isinstance(sub, nn.Conv1d):
+            weight = torch.empty_like(sub.weight).normal_(0.0, std)
+            if parametrize.is_parametrized(sub, "weight"):
+                sub.weight = weight  # right_inverse: sets g and v
+            else:
+                sub.weight.copy_(weight)
+    return module
+
+
+def resolve_init_std(init_std: object, default: float | None) -> float | None:
+    """Check an ``init_std`` parameter; ``"auto"`` gives ``default``."""
+    if isinstance(init_std, str) and init_std == "auto":
+        return default
+    if init_std is None:
+        return None
+    if isinstance(init_std, bool) or not isinstance(init_std, int | float) or init_std <= 0:
+        raise ValueError(f"init_std must be a positive number, None or 'auto', got {init_std!r}")
+    return float(init_std)
+
+
+class StateDictPickleMixin(TorchComponent):
+    """Pickle ``module_`` through its state dict.
+
+    Modules carrying parametrisations (the new weight-norm API) refuse to be
+    pickled whole, so the component stores the weights (on the CPU) and
+    rebuilds the module from its own parameters when it is loaded.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy: object.__getstate__ hands back the live __dict__, which must not change.
+        state = dict(self.__dict__)
+        module = state.pop("module_", None)
+        if isinstance(module, nn.Module):
+            state["_module_state"] = {
+                key: value.detach().cpu() for key, value in module.state_dict().items()
+            }
+            state["_module_training"] = module.training
+        for key, value in list(state.items()):
+            if isinstance(value, torch.Tensor):
+                state[key] = value.detach().cpu()
+            elif isinstance(value, torch.device):
+                state[key] = str(value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        weights = state.pop("_module_state", None)
+        training = state.pop("_module_training", False)
+        super().__setstate__(state)
+        if weights is not None:
+            # Seeded fork: rebuilding must not move the caller's random stream.
+            with seeded(getattr(self, "seed_", 0)):
+                module = self._build_module()
+            module.load_state_dict(weights)
+            module.train(training)
+            device = getattr(self, "device_", torch.device("cpu"))
+            self.module_ = module.to(device)

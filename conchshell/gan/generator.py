@@ -1,0 +1,612 @@
+"""The ConchShell generators: video feature + image category -> continuous Jukebox latents.
+
+Each Jukebox level has its own generator (facts §3, Table 1 of the paper):
+
+- **G-High** (level 2, hop 128, 1000 frames for 8 s) is a *strided* stack: a
+  Linear layer spreads the conditioned feature over a 1-channel sequence,
+  convolutions (two of them with stride 2) and residual blocks turn it into
+  channels, and a last convolution lands on exactly ``n_frames`` steps.
+- **G-Low** and **G-Deep** (levels 1 and 0) are *pooled* stacks: six stages of
+  reflection padding, a wide convolution (kernel 40) and max pooling, each
+  followed by residual blocks; two tail convolutions bring the channels down to
+  ``emb_width``, and a Linear layer over time maps the remaining length onto
+  ``n_frames`` (the paper's "linear layer with 16k output channels").
+
+All outputs pass through ``tanh`` scaled by 100, the range of Jukebox latents.
+``size="paper"`` builds the authors' structures exactly; ``"small"`` and
+``"tiny"`` keep each level's structure with fewer channels and shorter
+kernels, for CPU training and for tests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import nn
+from torch.nn import functional as F
+
+from conchshell._validation import check_categories, check_tensor
+from conchshell.gan._layers import (
+    CONV_INIT_STD,
+    StateDictPickleMixin,
+    normal_init_,
+    resolve_init_std,
+    wn_conv1d,
+)
+from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index, level_name
+
+__all__ = ["Generator", "PooledGenerator", "ResidualBlock", "StridedGenerator"]
+
+OUTPUT_SCALE = 100.0
+SIZES = ("paper", "small", "tiny")
+_SLOPE = 0.2  # LeakyReLU slope used throughout (MelGAN's)
+
+
+class ResidualBlock(nn.Module):
+    """Dilated residual block with a learned shortcut (facts §3).
+
+    ``LeakyReLU -> reflection pad d -> WN-Conv(k3, dilation d) -> LeakyReLU ->
+    WN-Conv(k1)``, added to a weight-normalised 1x1 shortcut. The length is
+    unchanged.
+
+    Parameters
+    ----------
+    channels : int
+        Input and output channels.
+    dilation : int
+        Dilation of the kernel-3 convolution (and its reflection padding).
+    """
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.LeakyReLU(_SLOPE),
+            nn.ReflectionPad1d(dilation),
+            wn_conv1d(channels, channels, kernel_size=3, dilation=dilation),
+            nn.LeakyReLU(_SLOPE),
+            wn_conv1d(channels, channels, kernel_size=1),
+        )
+        self.shortcut = wn_conv1d(channels, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+def _residual_stack(channels: int, dilations: tuple[int, ...]) -> list[nn.Module]:
+    return [ResidualBlock(channels, d) for d in dilations]
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 1) -> nn.Conv1d:
+    # The stage convolutions are plain (not weight-normed): Table 1's counts say so.
+    return nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=padding)
+
+
+def _conv_length(length: int, kernel: int, stride: int = 1, padding: int = 1) -> int:
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+class _ConditionedGenerator(nn.Module):
+    """Shared front: category embedding, concatenation, input checks."""
+
+    def __init__(self, in_features: int, n_categories: int, embed_dim: int, emb_width: int):
+        super().__init__()
+        self.in_features = in_features
+        self.n_categories = n_categories
+        self.emb_width = emb_width
+        self.embedding = nn.Embedding(n_categories, embed_dim)
+
+    def _condition(self, features: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        if features.ndim != 2 or features.shape[1] != self.in_features:
+            raise ValueError(
+                f"features must have shape (batch, {self.in_features}), got {tuple(features.shape)}"
+            )
+        if categories.ndim != 1 or categories.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"categories must have shape ({features.shape[0]},), got {tuple(categories.shape)}"
+            )
+        return torch.cat([features, self.embedding(categories.long())], dim=1)
+
+
+class StridedGenerator(_ConditionedGenerator):
+    """G-High's structure: Linear -> strided conv stages -> final conv to ``n_frames``.
+
+    Every stage is ``LeakyReLU -> Conv(kernel, stride, padding 1) -> residual
+    blocks``; the last convolution (padding 1) maps to ``emb_width`` channels.
+    The Linear layer's width is the shortest sequence the convolutions turn
+    into exactly ``n_frames`` steps, rounded up to a multiple of the total
+    stride (for the paper's 1000 frames this gives the authors' 4800).
+
+    Parameters
+    ----------
+    in_features, n_categories, embed_dim, emb_width, n_frames : int
+        Conditioning sizes and the output shape ``(emb_width, n_frames)``.
+    channels, kernels, strides : tuple of int
+        One entry per stage.
+    final_kernel : int
+        Kernel of the last convolution.
+    dilations : tuple of int, default=(1, 3)
+        One residual block per dilation after every stage.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_categories: int,
+        embed_dim: int,
+        emb_width: int,
+        n_frames: int,
+        channels: tuple[int, ...],
+        kernels: tuple[int, ...],
+        strides: tuple[int, ...],
+        final_kernel: int,
+        dilations: tuple[int, ...] = (1, 3),
+    ) -> None:
+        super().__init__(in_features, n_categories, embed_dim, emb_width)
+        self.width = self.input_width(n_frames, kernels, strides, final_kernel, dilations)
+        self.n_frames = n_frames
+        self.linear = nn.Linear(in_features + embed_dim, self.width)
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out, kernel, stride in zip(channels, kernels, strides, strict=True):
+            layers += [nn.LeakyReLU(_SLOPE), _conv(c_in, c_out, kernel, stride)]
+            layers += _residual_stack(c_out, dilations)
+            c_in = c_out
+        layers += [nn.LeakyReLU(_SLOPE), _conv(c_in, emb_width, final_kernel)]
+        self.body = nn.Sequential(*layers)
+
+    @staticmethod
+    def input_width(
+        n_frames: int,
+        kernels: tuple[int, ...],
+        strides: tuple[int, ...],
+        final_kernel: int,
+        dilations: tuple[int, ...] = (1, 3),
+    ) -> int:
+        """Length of the 1-channel sequence that the stack maps onto ``n_frames`` steps."""
+        length = (n_frames - 1) + final_kernel - 2
+        for kernel, stride in zip(reversed(kernels), reversed(strides), strict=True):
+            length = (length - 1) * stride + kernel - 2
+        # Lengths s*k .. s*k + s - 1 all land on n_frames: take the multiple of s.
+        total = math.prod(strides)
+        length = max(total, -(-length // total) * total)
+        check = length
+        for kernel, stride in zip(kernels, strides, strict=True):
+            check = _conv_length(check, kernel, stride)
+            if check <= max(dilations):
+                raise ValueError(
+                    f"n_frames={n_frames} leaves only {check} steps before a residual block "
+                    f"with dilation {max(dilations)}: use a longer output"
+                )
+        if _conv_length(check, final_kernel) != n_frames:  # pragma: no cover - arithmetic guard
+            raise ValueError(f"no input width gives n_frames={n_frames} for this stack")
+        return length
+
+    def forward(self, features: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """Map ``features (batch, in_features)`` and ``categories (batch,)`` to latents.
+
+        Returns ``(batch, emb_width, n_frames)`` in ``[-100, 100]``.
+        """
+        x = self.linear(self._condition(features, categories))
+        x = self.body(rearrange(x, "b l -> b 1 l"))
+        return torch.tanh(x) * OUTPUT_SCALE
+
+
+class PooledGenerator(_ConditionedGenerator):
+    """G-Low's and G-Deep's structure: pooled conv stages, then a Linear layer over time.
+
+    Every stage is ``LeakyReLU -> reflection pad -> Conv(kernel, padding 1) ->
+    MaxPool1d(pool_kernel, stride, padding 1) -> residual blocks``. Then
+    ``LeakyReLU -> reflection pad -> Conv(-> tail_channels) -> MaxPool(stride 1)``
+    and ``LeakyReLU -> reflection pad -> Conv(-> emb_width) -> tanh``, and a
+    Linear layer maps the remaining length onto ``n_frames``.
+
+    Parameters
+    ----------
+    in_features, n_categories, embed_dim, emb_width, n_frames : int
+        Conditioning sizes and the output shape ``(emb_width, n_frames)``.
+    width : int
+        Output size of the input Linear layer (the sequence length).
+    channels, reflect, pool_strides : tuple of int
+        Per stage: output channels, reflection padding, pooling stride.
+    kernel : int
+        Kernel of every convolution.
+    tail_channels, tail_reflect, final_reflect : int
+        Channels and paddings of the two tail convolutions.
+    pool_kernel : int, default=10
+    dilations : tuple of int, default=(1, 3)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_categories: int,
+        embed_dim: int,
+        emb_width: int,
+        n_frames: int,
+        width: int,
+        channels: tuple[int, ...],
+        kernel: int,
+        reflect: tuple[int, ...],
+        pool_strides: tuple[int, ...],
+        tail_channels: int,
+        tail_reflect: int,
+        final_reflect: int,
+        pool_kernel: int = 10,
+        dilations: tuple[int, ...] = (1, 3),
+    ) -> None:
+        super().__init__(in_features, n_categories, embed_dim, emb_width)
+        self.width = width
+        self.n_frames = n_frames
+        self.linear = nn.Linear(in_features + embed_dim, width)
+        layers: list[nn.Module] = []
+        length, c_in = width, 1
+
+        def add_conv(c_out: int, pad: int, stride: int | None) -> None:
+            nonlocal length, c_in
+            if pad >= length:
+                raise ValueError(
+                    f"the sequence is only {length} steps long before a reflection pad of "
+                    f"{pad}: n_frames/width are too small for this generator"
+                )
+            layers.extend(
+                [nn.LeakyReLU(_SLOPE), nn.ReflectionPad1d(pad), _conv(c_in, c_out, kernel)]
+            )
+            length = _conv_length(length + 2 * pad, kernel)
+            if stride is not None:
+                layers.append(nn.MaxPool1d(pool_kernel, stride=stride, padding=1))
+                length = _conv_length(length, pool_kernel, stride)
+            if length < 1:
+                raise ValueError("the sequence shrinks to nothing: width is too small")
+            c_in = c_out
+
+        for c_out, pad, stride in zip(channels, reflect, pool_strides, strict=True):
+            add_conv(c_out, pad, stride)
+            layers += _residual_stack(c_out, dilations)
+        add_conv(tail_channels, tail_reflect, 1)
+        add_conv(emb_width, final_reflect, None)
+        layers.append(nn.Tanh())
+        self.body = nn.Sequential(*layers)
+        self.frames = nn.Linear(length, n_frames)  # Linear over time
+
+    def forward(self, features: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """Map ``features (batch, in_features)`` and ``categories (batch,)`` to latents.
+
+        Returns ``(batch, emb_width, n_frames)`` in ``[-100, 100]``.
+        """
+        x = self.linear(self._condition(features, categories))
+        x = self.frames(self.body(rearrange(x, "b l -> b 1 l")))
+        return torch.tanh(x) * OUTPUT_SCALE
+
+
+@dataclass(frozen=True)
+class _Strided:
+    channels: tuple[int, ...]
+    kernels: tuple[int, ...]
+    strides: tuple[int, ...]
+    final_kernel: int
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    width: int
+    channels: tuple[int, ...]
+    kernel: int
+    reflect: tuple[int, ...]
+    pool_strides: tuple[int, ...]
+    tail_channels: int
+    tail_reflect: int
+    final_reflect: int
+    pool_kernel: int = 10
+
+
+# (level name, size) -> structure. The paper rows are the authors' code (facts §3).
+_SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
+    ("high", "paper"): _Strided(
+        (64, 128, 256, 512, 256), (10, 20, 40, 60, 60), (2, 2, 1, 1, 1), 42
+    ),
+    ("high", "small"): _Strided((16, 32, 64, 64), (8, 16, 16, 16), (2, 2, 1, 1), 16),
+    ("high", "tiny"): _Strided((4, 8), (4, 4), (2, 1), 6),
+    **{
+        (name, "paper"): _Pooled(
+            4096, (32, 64, 128, 256, 512, 1024), 40, (16, 32, 64, 64, 64, 64), strides, 256, 64, 64
+        )
+        for name, strides in (("low", (2, 2, 2, 2, 1, 1)), ("deep", (2, 2, 2, 1, 1, 1)))
+    },
+    **{
+        (name, "small"): _Pooled(1024, (16, 32, 64, 128), 16, (8, 8, 8, 8), strides, 64, 8, 8)
+        for name, strides in (("low", (2, 2, 2, 2)), ("deep", (2, 2, 2, 1)))
+    },
+    **{
+        (name, "tiny"): _Pooled(64, (4, 8), 4, (2, 2), strides, 8, 2, 2, pool_kernel=4)
+        for name, strides in (("low", (2, 2)), ("deep", (2, 1)))
+    },
+}
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Generator(StateDictPickleMixin):
+    """ConchShell generator for one Jukebox level (a scikit-learn style component).
+
+    It maps an I3D video feature and the image's category to the *continuous*
+    64-d latent sequence of one Jukebox level; the codec snaps it to the
+    codebook and decodes it. :meth:`fit` trains it alone by L1 regression on
+    target latents (a warm start before adversarial training); adversarial
+    training uses ``module_`` directly.
+
+    At ``size="paper"`` the structures are the authors' code (facts §3). Parameter
+    counts of ``initialize().module_`` (every parameter, weight norm's ``g`` and
+    ``v`` included; the paper's Table 1 leaves out the 6 x 256 category
+    embedding, 1,536 parameters, which ``module_`` does have):
+
+    ======  ============  ============  ===============  ===========
+    level   Table 1       module_       MACs (measured)  Table 1
+    ======  ============  ============  ===============  ===========
+    high    33,108,800    33,110,336    23.800 G         23.800 G
+    low     65,182,528    65,184,064    27.205 G         27.205 G
+    deep    78,298,528    78,300,064    44.453 G         59.197 G
+    ======  ============  ============  ===============  ===========
+
+    The paper gives G-Deep as 100.420M parameters and 59.197 GMACs. No variant
+    of the published code reproduces that (G-Low's figures are reproduced
+    exactly by the same code with G-Deep's pooling strides changed), so this
+    class ships the code's G-Deep: 78,298,528 parameters without the embedding,
+    44.453 GMACs.
+
+    Parameters
+    ----------
+    level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
+        Jukebox level the latents belong to.
+    in_features : int, default=2048
+        Size of the video feature (2048 for I3D-R50).
+    n_categories : int, default=6
+        Number of image categories.
+    embed_dim : int, default=256
+        Size of the category embedding concatenated to the feature.
+    emb_width : int, default=64
+        Latent channels (the codec's ``emb_width``).
+    n_frames : int or None, default=None
+        Latent length. ``None`` is 128000 samples over the level's paper hop:
+        16000 (deep), 4000 (low), 1000 (high).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Structure: the authors', a narrower one for CPU training, or a very
+        small one for tests. All accept any ``n_frames``, ``in_features`` and
+        ``emb_width``.
+    init_std : float, None or "auto", default="auto"
+        Convolution weights are drawn from N(0, ``init_std``) (the authors'
+        0.02); ``None`` keeps torch's fan-in scaled default. ``"auto"`` is 0.02
+        at ``size="paper"`` and ``None`` for the small and tiny structures,
+        whose narrow layers a fixed 0.02 would leave dominated by their biases
+        (measured: L1 regression then barely learns the conditioning).
+    max_epochs : int, default=10
+        Epochs of :meth:`fit`.
+    max_steps : int or None, default=None
+        Stop :meth:`fit` after this many optimiser steps.
+    lr : float, default=1e-4
+        AdamW learning rate of :meth:`fit`.
+    weight_decay : float, default=1e-5
+        AdamW weight decay (the authors').
+    batch_size : int, default=8
+        Batch size of :meth:`fit` and :meth:`transform`.
+    warm_start : bool, default=False
+        Continue from the current ``module_`` in :meth:`fit` instead of
+        building fresh weights.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    random_state : int, RandomState or None, default=None
+        Seeds the initial weights and the shuffling of :meth:`fit`.
+
+    Attributes
+    ----------
+    module_ : StridedGenerator or PooledGenerator
+        The torch module; ``module_(features, categories)`` runs with gradients.
+    level_ : int
+        Jukebox level index (0 deep, 1 low, 2 high).
+    n_frames_ : int
+        Latent length produced.
+    device_ : torch.device
+    history_ : list of dict
+        Per epoch of :meth:`fit`: ``epoch``, ``loss`` (mean L1), ``steps``, ``seconds``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = Generator("high", in_features=32, size="tiny", n_frames=20, device="cpu",
+    ...               random_state=0).initialize()
+    >>> g.transform(torch.zeros(2, 32), [0, 5]).shape
+    torch.Size([2, 64, 20])
+    """
+
+    def __init__(
+        self,
+        level: str | int = "deep",
+        in_features: int = 2048,
+        n_categories: int = 6,
+        embed_dim: int = 256,
+        emb_width: int = 64,
+        n_frames: int | None = None,
+        size: str = "paper",
+        init_std: float | str | None = "auto",
+        max_epochs: int = 10,
+        max_steps: int | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-5,
+        batch_size: int = 8,
+        warm_start: bool = False,
+        verbose: int = 0,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.level = level
+        self.in_features = in_features
+        self.n_categories = n_categories
+        self.embed_dim = embed_dim
+        self.emb_width = emb_width
+        self.n_frames = n_frames
+        self.size = size
+        self.init_std = init_std
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    def _build_module(self) -> nn.Module:
+        self.level_ = level_index(self.level)
+        if self.size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
+        sizes = {
+            name: _positive_int(getattr(self, name), name)
+            for name in ("in_features", "n_categories", "embed_dim", "emb_width")
+        }
+        self.n_frames_ = (
+            CLIP_SAMPLES // PAPER_HOPS[self.level_]
+            if self.n_frames is None
+            else _positive_int(self.n_frames, "n_frames")
+        )
+        std = resolve_init_std(self.init_std, CONV_INIT_STD if self.size == "paper" else None)
+        spec = _SPECS[(level_name(self.level_), self.size)]
+        if isinstance(spec, _Strided):
+            module: nn.Module = StridedGenerator(
+                **sizes,
+                n_frames=self.n_frames_,
+                channels=spec.channels,
+                kernels=spec.kernels,
+                strides=spec.strides,
+                final_kernel=spec.final_kernel,
+            )
+        else:
+            module = PooledGenerator(
+                **sizes,
+                n_frames=self.n_frames_,
+                width=spec.width,
+                channels=spec.channels,
+                kernel=spec.kernel,
+                reflect=spec.reflect,
+                pool_strides=spec.pool_strides,
+                tail_channels=spec.tail_channels,
+                tail_reflect=spec.tail_reflect,
+                final_reflect=spec.final_reflect,
+                pool_kernel=spec.pool_kernel,
+            )
+        return normal_init_(module, std)
+
+    # ------------------------------------------------------------------ checks
+    def _check_inputs(
+        self, features: object, categories: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features))
+        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories)
+        return x, c
+
+    # --------------------------------------------------------------- training
+    def fit(self, features: object, latents: object, categories: object) -> Generator:
+        """Train the generator alone by L1 regression on target latents.
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, in_features)
+            Video features.
+        latents : array-like of shape (n_samples, emb_width, n_frames)
+            Continuous target latents (the codec's ``transform`` of the paired audio).
+        categories : array-like of shape (n_samples,)
+            Integer category ids in ``[0, n_categories)``.
+
+        Returns
+        -------
+        self
+        """
+        for name in ("max_epochs", "batch_size"):
+            _positive_int(getattr(self, name), name)
+        if self.max_steps is not None:
+            _positive_int(self.max_steps, "max_steps")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (self.warm_start and hasattr(self, "module_")):
+            self.initialize()
+        x, c = self._check_inputs(features, categories)
+        y = check_tensor(
+            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width, self.n_frames_)
+        )
+        module = self.module_
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        rng = np.random.RandomState(self.seed_)
+        history = self.history_ if self.warm_start and hasattr(self, "history_") else []
+        steps, start = 0, time.perf_counter()
+        module.train()
+        for _ in range(int(self.max_epochs)):
+            order = torch.from_numpy(rng.permutation(x.shape[0]))
+            total, seen = 0.0, 0
+            for batch in order.split(int(self.batch_size)):
+                pred = module(x[batch].to(self.device_), c[batch].to(self.device_))
+                loss = F.l1_loss(pred, y[batch].to(self.device_))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(batch)
+                seen += len(batch)
+                steps += 1
+                if self.max_steps is not None and steps >= self.max_steps:
+                    break
+            record = {
+                "epoch": len(history) + 1,
+                "loss": total / seen,
+                "steps": steps,
+                "seconds": time.perf_counter() - start,
+            }
+            history.append(record)
+            if self.verbose:
+                print(
+                    f"[Generator] epoch {record['epoch']}  L1 {record['loss']:.4f}  "
+                    f"steps {steps}  {record['seconds']:.1f}s"
+                )
+            if self.max_steps is not None and steps >= self.max_steps:
+                break
+        module.eval()
+        self.history_ = history
+        return self
+
+    def transform(self, features: object, categories: object) -> torch.Tensor:
+        """Predict continuous latents (eval mode, no gradient, in batches).
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, in_features)
+        categories : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples, emb_width, n_frames_)
+            On the CPU, float32, in ``[-100, 100]``.
+        """
+        self._check_initialized()
+        x, c = self._check_inputs(features, categories)
+        batch_size = _positive_int(self.batch_size, "batch_size")
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                out = [
+                    module(xb.to(self.device_), cb.to(self.device_)).cpu()
+                    for xb, cb in zip(x.split(batch_size), c.split(batch_size), strict=True)
+                ]
+        finally:
+            module.train(was_training)
+        return torch.cat(out)
