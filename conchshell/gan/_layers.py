@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
@@ -66,6 +67,14 @@ class StateDictPickleMixin(TorchComponent):
     pickled whole, so the component stores the weights (on the CPU) and
     rebuilds the module from its own parameters when it is loaded.
     """
+
+    def _check_initialized(self) -> None:
+        # Not check_is_fitted: it insists on a ``fit`` method, which the
+        # discriminator (trained only adversarially) does not have.
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} has no module yet: call initialize() or fit() first"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy: object.__getstate__ hands back the live __dict__, which must not change.
