@@ -300,14 +300,17 @@ def test_scorers_on_a_generator(clf, profile, held_out):
 
 def test_evaluate_audio_reports_what_inputs_allow(clf, profile, held_out):
     clips, labels = held_out
-    only_paired = evaluate_audio(clips, clips)
-    assert only_paired == {"mrstft": 0.0, "beat_coverage": 1.0, "beat_hit": 1.0}
+    # no categories and no fitted models: only the paired signal metrics apply
+    skipped = evaluate_audio(
+        clips, clips, metrics=["mrstft", "relevance_accuracy", "paired_retrieval"]
+    )
+    assert skipped == {"mrstft": 0.0}
+    assert evaluate_audio(None, clips, labels, profile=profile, metrics=["mrstft"]) == {}
     full = evaluate_audio(clips, clips, labels, classifier=clf, profile=profile)
     expected = set(METRICS) - {"visqol"} | {f"abs_z_{n}" for n in DESCRIPTORS} | {"abs_z_mean"}
     assert set(full) == expected
     assert full["relevance_accuracy"] == 1.0 and full["paired_retrieval"] == 1.0
     assert full["descriptor_agreement"] == 1.0 and full["descriptor_distance"] == full["abs_z_mean"]
-    assert evaluate_audio(clips, clips, metrics=["mrstft"]) == {"mrstft": 0.0}
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate_audio(clips, clips, metrics=["pesq"])
 
@@ -346,3 +349,27 @@ def test_real_clips_counts_each_piece_once(tmp_path):
     toy = make_toy_dataset(n_per_category=1, n_categories=2, n_samples=SR)
     waves, cats, keys = real_clips(toy)
     assert waves.shape == (2, SR) and cats.tolist() == [0, 1] and keys == [0, 1]
+
+
+class NearestReference(BaseEstimator):
+    """A stand-in generator that answers each image id with the training clip of the nearest id."""
+
+    def fit(self, X, y):
+        self.ids_, self.clips_ = np.asarray(X), np.asarray(y)
+        return self
+
+    def predict(self, X):
+        nearest = np.abs(np.asarray(X)[:, None] - self.ids_[None]).argmin(1)
+        return self.clips_[nearest]
+
+
+def test_scorers_in_cross_validate(held_out):
+    from sklearn.model_selection import cross_validate
+
+    clips, _ = held_out
+    ids = np.arange(len(clips))
+    scoring = {"mrstft": make_audio_scorer("mrstft"), "beat_hit": make_audio_scorer("beat_hit")}
+    result = cross_validate(NearestReference(), ids, clips, scoring=scoring, cv=2)
+    # every test clip is answered with another clip, so the distance is never 0
+    assert result["test_mrstft"].shape == (2,) and (result["test_mrstft"] < 0).all()
+    assert ((result["test_beat_hit"] >= 0) & (result["test_beat_hit"] <= 1)).all()
