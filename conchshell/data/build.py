@@ -311,9 +311,7 @@ def _write_dataset(root: Path, seed: int, manifest: dict, scores: dict, content_
                         f"committed image {record['file']} does not match its sha256 in the "
                         "manifest; regenerate it with scripts/derive_standin.py images"
                     )
-                provenance = {
-                    k: v for k, v in record.items() if k not in ("file", "sha256", "id")
-                }
+                provenance = {k: v for k, v in record.items() if k not in ("file", "sha256", "id")}
                 stem = record["id"]
                 images.append((f"{stem}.jpg", {"data": jpeg, "original": stem, **provenance}))
                 number = int(stem[len(category.name) :])
