@@ -1,0 +1,662 @@
+"""TCNN: the paper's small scene classifier whose block outputs become a video.
+
+ConchShell trains a six-layer CNN (TCNN-6) as a 6-way scene classifier, then
+reads the feature maps of its convolutions to forge a time axis (see
+:mod:`conchshell.image.forging`). Baseline-3 uses a deeper TCNN-18.
+
+Layer lists
+-----------
+Every block is ``Conv2d -> ReLU``; a 2x2 max-pooling closes each of the six
+stages, so a 224x224 image shrinks 224 -> 112 -> 56 -> 28 -> 14 -> 7 -> 3.
+The classifier reads the flattened ``C x 3 x 3`` map: ``Linear(9C, 1000) ->
+ReLU -> Dropout(0.4) -> Linear(1000, 256) -> ReLU -> Dropout(0.4) ->
+Linear(256, n_categories)``.
+
+TCNN-6 (the paper's; facts taken from the authors' code), one conv per stage:
+
+====== ========= ====== ======== ========== ==========
+stage  channels  kernel dilation resolution pool after
+====== ========= ====== ======== ========== ==========
+1      3 -> 16   7      2        224        yes
+2      16 -> 32  7      1        112        yes
+3      32 -> 64  5      2        56         yes
+4      64 -> 128 5      1        28         yes
+5      128->256  3      2        14         yes
+6      256->128  3      1        7          yes
+====== ========= ====== ======== ========== ==========
+
+2,284,686 parameters and 827,507,200 MACs per 224x224 image (Table 1).
+
+TCNN-18 (Baseline-3; the paper gives only its size, 7.543M parameters and
+1.443G MACs, so this layer list is ours). Each stage opens with the TCNN-6
+convolution of that stage (same kernel and dilation) and continues with
+3x3 convolutions at the stage's width:
+
+====== ======== ===================== ==========
+stage  channels convolutions          resolution
+====== ======== ===================== ==========
+1      16       k7 d2, then 2 x k3    224
+2      32       k7, then 1 x k3       112
+3      32       k5 d2, then 2 x k3    56
+4      64       k5, then 4 x k3       28
+5      256      k3 d2, then 2 x k3    14
+6      384      k3, then 1 x k3       7
+====== ======== ===================== ==========
+
+3 + 2 + 3 + 5 + 3 + 2 = 18 convolutions, classifier on 384 x 3 x 3 = 3456
+values: 7,539,758 parameters (-0.04 %) and 1,445,571,072 MACs (+0.18 %).
+
+Feature maps for forging
+------------------------
+:meth:`TCNNEncoder.transform` returns the output of every block (after its
+ReLU, before any pooling) from the ordinary classification pass, so the maps
+have the resolution of their stage (224, 112, 56, ... px) and the forger
+resizes them to 224x224. The authors instead re-ran the six convolutions as a
+chain without pooling, keeping every map at 224x224 (about 44 GMAC per
+image); Algorithm 1 allows either, and the pooled pass costs nothing beyond
+the classification itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from conchshell._validation import check_categories, check_tensor
+from conchshell.base import TorchComponent, seeded
+
+__all__ = ["TCNN", "TCNNEncoder", "TCNNModule"]
+
+IMAGE_SIZE = 224
+_N_STAGES = 6
+_HIDDEN = (1000, 256)
+_DROPOUT = 0.4
+
+# The TCNN-6 convolution that opens each stage: (kernel, dilation).
+_STAGE_CONVS = ((7, 2), (7, 1), (5, 2), (5, 1), (3, 2), (3, 1))
+
+
+@dataclass(frozen=True)
+class _Block:
+    in_channels: int
+    out_channels: int
+    kernel: int
+    dilation: int
+    pool_after: bool
+
+
+def _layer_list(stage_channels: Sequence[int], stage_depths: Sequence[int]) -> tuple[_Block, ...]:
+    blocks = []
+    c_in = 3
+    for (kernel, dilation), c_out, depth in zip(
+        _STAGE_CONVS, stage_channels, stage_depths, strict=True
+    ):
+        blocks.append(_Block(c_in, c_out, kernel, dilation, pool_after=depth == 1))
+        for i in range(1, depth):
+            blocks.append(_Block(c_out, c_out, 3, 1, pool_after=i == depth - 1))
+        c_in = c_out
+    return tuple(blocks)
+
+
+# n_blocks -> layer list (see the module docstring for the tables).
+ARCHITECTURES: dict[int, tuple[_Block, ...]] = {
+    6: _layer_list((16, 32, 64, 128, 256, 128), (1, 1, 1, 1, 1, 1)),
+    18: _layer_list((16, 32, 32, 64, 256, 384), (3, 2, 3, 5, 3, 2)),
+}
+
+
+def check_images(images: object, *, name: str = "images", size: int | None = None) -> torch.Tensor:
+    """Validate a batch of normalised RGB images and return it as float32.
+
+    Parameters
+    ----------
+    images : array-like or torch.Tensor of shape (batch, 3, height, width)
+        Floating-point images, already normalised.
+    name : str, default="images"
+        How the input is called in error messages.
+    size : int or None, default=None
+        Required height and width, when the consumer needs a fixed size.
+
+    Returns
+    -------
+    torch.Tensor
+        The images as float32, on the device they came on.
+
+    Raises
+    ------
+    ValueError
+        On integer or boolean pixels (images must arrive normalised), a wrong
+        rank or channel count, a wrong size, an empty batch, or NaN/Inf.
+    TypeError
+        On non-numeric input.
+    """
+    dtype = getattr(images, "dtype", None)
+    if dtype is None and not isinstance(images, torch.Tensor):
+        try:
+            dtype = np.asarray(images).dtype
+        except Exception:  # check_tensor gives the clear message below
+            dtype = None
+    if dtype is not None and (
+        (isinstance(dtype, torch.dtype) and not dtype.is_floating_point)
+        or (isinstance(dtype, np.dtype) and dtype.kind in "iub")
+    ):
+        raise ValueError(
+            f"{name} must hold floating-point, already normalised pixels, got dtype {dtype} "
+            "(convert and normalise them first, e.g. with conchshell.data)"
+        )
+    shape = (None, 3, size, size) if size is not None else (None, 3, None, None)
+    return check_tensor(images, name=name, ndim=4, shape=shape)
+
+
+def load_state_dict_strictly(
+    module: nn.Module, state_dict: Mapping[str, Any], *, source: str
+) -> None:
+    """Load ``state_dict`` into ``module`` strictly, with a readable error.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Receives the weights.
+    state_dict : mapping of str to torch.Tensor
+        The weights.
+    source : str
+        Where they came from (a file name), for the error message.
+
+    Raises
+    ------
+    ValueError
+        Listing the missing keys, the unexpected keys and the keys whose
+        shapes differ, when the state dict does not fit the module exactly.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{source} does not hold a state dict, got {type(state_dict).__name__}")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = sorted(
+        f"{key}: file {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
+        for key, value in state_dict.items()
+        if key in expected
+        and (not isinstance(value, torch.Tensor) or value.shape != expected[key].shape)
+    )
+    if missing or unexpected or wrong:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        parts = [f"{source} does not match the model:"]
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatches: {show(wrong)}")
+        raise ValueError("\n  ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+class TCNNModule(nn.Module):
+    """The TCNN network: convolution blocks, pooling and a classifier.
+
+    Parameters
+    ----------
+    blocks : sequence of block specs
+        The layer list (see :data:`ARCHITECTURES`).
+    n_categories : int
+        Number of classifier outputs.
+    """
+
+    def __init__(self, blocks: Sequence[_Block], n_categories: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(
+                    b.in_channels,
+                    b.out_channels,
+                    b.kernel,
+                    padding=b.dilation * (b.kernel - 1) // 2,
+                    dilation=b.dilation,
+                ),
+                nn.ReLU(inplace=True),
+            )
+            for b in blocks
+        )
+        self.pool_after = tuple(b.pool_after for b in blocks)
+        self.pool = nn.MaxPool2d(2)
+        side = IMAGE_SIZE
+        for _ in range(sum(self.pool_after)):
+            side //= 2
+        n_flat = blocks[-1].out_channels * side * side
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n_flat, _HIDDEN[0]),
+            nn.ReLU(inplace=True),
+            nn.Dropout(_DROPOUT),
+            nn.Linear(_HIDDEN[0], _HIDDEN[1]),
+            nn.ReLU(inplace=True),
+            nn.Dropout(_DROPOUT),
+            nn.Linear(_HIDDEN[1], n_categories),
+        )
+        # He initialisation for the ReLU convolutions: with torch's default (uniform, a=sqrt(5))
+        # this plain, normalisation-free stack trains far more slowly.
+        for block in self.blocks:
+            nn.init.kaiming_normal_(block[0].weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(block[0].bias)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return the logits and every block's map (after ReLU, before pooling)."""
+        maps = []
+        for block, pool in zip(self.blocks, self.pool_after, strict=True):
+            x = block(x)
+            maps.append(x)
+            if pool:
+                x = self.pool(x)
+        return self.classifier(x), maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, shape (batch, n_categories)."""
+        return self.forward_features(x)[0]
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # channels_last lets oneDNN/cuDNN pick their fast convolution kernels (about 1.5x here).
+    return batch.to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _augment(batch: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and random resized crop, drawn per image."""
+    from torchvision.transforms import v2
+
+    transform = v2.Compose(
+        [
+            v2.RandomResizedCrop(IMAGE_SIZE, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+    )
+    return torch.stack([transform(image) for image in batch])
+
+
+class TCNNEncoder(ClassifierMixin, TorchComponent):
+    """TCNN image encoder: a scene classifier whose block maps feed the forger.
+
+    Parameters
+    ----------
+    n_blocks : {6, 18}, default=6
+        TCNN-6 (the paper's image module) or TCNN-18 (Baseline-3). The layer
+        lists are in the module documentation.
+    n_categories : int, default=6
+        Number of scene categories.
+    weights : str or os.PathLike or None, default=None
+        A safetensors file written by :meth:`save_weights`, loaded strictly
+        when the module is built; ``fit`` then fine-tunes from it.
+    max_epochs : int, default=60
+        Upper bound on training epochs.
+    lr : float, default=3e-4
+        AdamW learning rate.
+    weight_decay : float, default=1e-2
+        AdamW weight decay.
+    batch_size : int, default=16
+        Batch size for training and for every inference method (it bounds
+        the memory ``transform`` needs).
+    validation_fraction : float, default=0.15
+        Share of the training images held out (stratified when every class
+        allows it) for early stopping. ``0`` trains for ``max_epochs``.
+    patience : int, default=15
+        Epochs without a lower validation loss before training stops; the
+        weights of the best epoch are restored.
+    augment : bool, default=True
+        Random resized crops (60-100 % of the area) and horizontal flips
+        during training.
+    mixed_precision : bool, default=False
+        Run the training forward pass under bfloat16 autocast (weights and
+        optimiser stay float32). About twice as fast on CPUs with bfloat16
+        support and on recent GPUs.
+    verbose : int, default=0
+        ``>0`` shows a progress bar over epochs.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where the module runs.
+    random_state : int, RandomState or None, default=None
+        Seeds the initial weights, the validation split, the batch order,
+        the augmentation and dropout.
+
+    Attributes
+    ----------
+    module_ : TCNNModule
+        The network.
+    classes_ : ndarray of shape (n_categories,)
+        Category ids, ``0 .. n_categories - 1``.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
+        ``valid_loss``, ``valid_accuracy`` (NaN without a validation split),
+        ``seconds``.
+    best_epoch_ : int
+        The epoch whose weights were kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> enc = TCNNEncoder(max_epochs=1, random_state=0, device="cpu")
+    >>> images, labels = torch.randn(8, 3, 224, 224), torch.arange(8) % 6
+    >>> maps = enc.fit(images, labels).transform(images[:2])
+    >>> [tuple(m.shape[1:]) for m in maps][:2]
+    [(16, 224, 224), (32, 112, 112)]
+    """
+
+    def __init__(
+        self,
+        n_blocks: int = 6,
+        n_categories: int = 6,
+        weights: str | os.PathLike | None = None,
+        max_epochs: int = 60,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-2,
+        batch_size: int = 16,
+        validation_fraction: float = 0.15,
+        patience: int = 15,
+        augment: bool = True,
+        mixed_precision: bool = False,
+        verbose: int = 0,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.n_blocks = n_blocks
+        self.n_categories = n_categories
+        self.weights = weights
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
+        self.mixed_precision = mixed_precision
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _check_architecture(self) -> None:
+        if self.n_blocks not in ARCHITECTURES:
+            raise ValueError(
+                f"n_blocks must be one of {sorted(ARCHITECTURES)}, got {self.n_blocks!r}"
+            )
+        if not isinstance(self.n_categories, int | np.integer) or self.n_categories < 2:
+            raise ValueError(f"n_categories must be an integer >= 2, got {self.n_categories!r}")
+
+    def _build_module(self) -> TCNNModule:
+        return TCNNModule(ARCHITECTURES[self.n_blocks], int(self.n_categories))
+
+    def initialize(self) -> TCNNEncoder:
+        """Build the network with seeded weights (or the ``weights`` file); do not train.
+
+        Returns
+        -------
+        self
+        """
+        self._check_architecture()
+        super().initialize()
+        self.module_.to(memory_format=torch.channels_last)
+        if self.weights is not None:
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+
+            path = os.fspath(self.weights)
+            if not os.path.isfile(path):
+                raise ValueError(f"weights file {path!r} does not exist")
+            try:
+                state = load_file(path, device="cpu")
+            except (SafetensorError, OSError) as exc:
+                raise ValueError(
+                    f"weights file {path!r} is not a readable safetensors file: {exc}"
+                ) from exc
+            load_state_dict_strictly(self.module_, state, source=f"weights file {path!r}")
+        self.module_.eval()
+        self.classes_ = np.arange(int(self.n_categories))
+        return self
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the network's weights to a safetensors file (``weights=`` reads it back).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file.
+        """
+        from safetensors.torch import save_file
+
+        self._check_initialized()
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        save_file(
+            state,
+            os.fspath(path),
+            metadata={"n_blocks": str(self.n_blocks), "n_categories": str(self.n_categories)},
+        )
+
+    # -- training ---------------------------------------------------------------------------
+
+    def _check_training_params(self) -> None:
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("max_epochs", "batch_size", "patience"):
+            positive_int(name)
+        for name in ("lr",):
+            if not (isinstance(self.lr, int | float) and self.lr > 0):
+                raise ValueError(f"{name} must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        frac = self.validation_fraction
+        if not (isinstance(frac, int | float) and 0 <= frac < 1):
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {frac!r}")
+
+    def _split(self, y: np.ndarray, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+        n = len(y)
+        index = np.arange(n)
+        if self.validation_fraction == 0:
+            return index, index[:0]
+        n_valid = math.ceil(self.validation_fraction * n)
+        if n_valid >= n:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves no training images "
+                f"out of {n}; pass more images or validation_fraction=0"
+            )
+        counts = np.bincount(y)
+        counts = counts[counts > 0]
+        stratify = y if counts.min() >= 2 and n_valid >= len(counts) else None
+        train, valid = train_test_split(
+            index, test_size=n_valid, stratify=stratify, random_state=rng
+        )
+        return np.sort(train), np.sort(valid)
+
+    def fit(self, images: object, categories: object) -> TCNNEncoder:
+        """Train the network as a scene classifier.
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+            Normalised RGB images.
+        categories : array-like of shape (n_images,)
+            Integer category ids in ``[0, n_categories)``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_architecture()
+        self._check_training_params()
+        x = check_images(images, size=IMAGE_SIZE)
+        y = check_categories(categories, n_samples=len(x), n_categories=self.n_categories)
+        self.initialize()
+        x, y = x.cpu(), y.cpu()
+        train_idx, valid_idx = self._split(y.numpy(), np.random.RandomState(self.seed_))
+        module, device = self.module_, self.device_
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        self.history_ = []
+        best_loss, best_state, self.best_epoch_, waited = math.inf, None, 0, 0
+        epochs = tqdm(
+            range(1, self.max_epochs + 1), desc="TCNN", disable=not self.verbose, unit="epoch"
+        )
+        with seeded(self.seed_ + 1):  # batch order, crops, flips and dropout
+            for epoch in epochs:
+                start = time.perf_counter()
+                module.train()
+                order = train_idx[torch.randperm(len(train_idx)).numpy()]
+                loss_sum, correct = 0.0, 0
+                for begin in range(0, len(order), self.batch_size):
+                    batch = order[begin : begin + self.batch_size]
+                    xb = x[batch]
+                    if self.augment:
+                        xb = _augment(xb)
+                    xb, yb = _to_device(xb, device), y[batch].to(device)
+                    with torch.autocast(
+                        device.type, dtype=torch.bfloat16, enabled=bool(self.mixed_precision)
+                    ):
+                        logits = module(xb)
+                    loss = F.cross_entropy(logits.float(), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.item() * len(batch)
+                    correct += int((logits.argmax(1) == yb).sum())
+                record = {
+                    "epoch": epoch,
+                    "train_loss": loss_sum / len(order),
+                    "train_accuracy": correct / len(order),
+                    "valid_loss": math.nan,
+                    "valid_accuracy": math.nan,
+                }
+                if len(valid_idx):
+                    logits = self._logits(x[valid_idx])
+                    yv = y[valid_idx].to(logits.device)
+                    record["valid_loss"] = float(F.cross_entropy(logits, yv))
+                    record["valid_accuracy"] = float((logits.argmax(1) == yv).float().mean())
+                record["seconds"] = time.perf_counter() - start
+                self.history_.append(record)
+                epochs.set_postfix(
+                    loss=f"{record['train_loss']:.3f}",
+                    val_loss=f"{record['valid_loss']:.3f}",
+                    val_acc=f"{record['valid_accuracy']:.2f}",
+                )
+                if not len(valid_idx):
+                    self.best_epoch_ = epoch
+                    continue
+                if record["valid_loss"] < best_loss:
+                    best_loss, self.best_epoch_, waited = record["valid_loss"], epoch, 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    waited += 1
+                    if waited >= self.patience:
+                        break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        return self
+
+    # -- inference --------------------------------------------------------------------------
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.module_.eval()
+        out = []
+        with torch.inference_mode():
+            for begin in range(0, len(x), self.batch_size):
+                out.append(
+                    self.module_(_to_device(x[begin : begin + self.batch_size], self.device_))
+                )
+        return torch.cat(out)
+
+    def predict_proba(self, images: object) -> np.ndarray:
+        """Class probabilities, shape (n_images, n_categories).
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+
+        Returns
+        -------
+        ndarray of float32
+        """
+        self._check_initialized()
+        x = check_images(images, size=IMAGE_SIZE)
+        return torch.softmax(self._logits(x), dim=1).cpu().numpy()
+
+    def predict(self, images: object) -> np.ndarray:
+        """Predicted category ids, shape (n_images,).
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+
+        Returns
+        -------
+        ndarray of int64
+        """
+        proba = self.predict_proba(images)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def score(self, images: object, categories: object, sample_weight: object = None) -> float:
+        """Accuracy of :meth:`predict` against ``categories``.
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+        categories : array-like of shape (n_images,)
+        sample_weight : array-like of shape (n_images,), optional
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import accuracy_score
+
+        predicted = self.predict(images)
+        y = check_categories(categories, n_samples=len(predicted), n_categories=self.n_categories)
+        return float(accuracy_score(y.numpy(), predicted, sample_weight=sample_weight))
+
+    def transform(self, images: object) -> list[torch.Tensor]:
+        """Per-block feature maps of the classification pass.
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+
+        Returns
+        -------
+        list of torch.Tensor
+            ``n_blocks`` tensors of shape (n_images, C_i, H_i, W_i), the
+            output of each block after its ReLU and before pooling (TCNN-6:
+            16x224x224, 32x112x112, 64x56x56, 128x28x28, 256x14x14,
+            128x7x7), on ``device_``.
+        """
+        self._check_initialized()
+        x = check_images(images, size=IMAGE_SIZE)
+        self.module_.eval()
+        parts: list[list[torch.Tensor]] = []
+        # no_grad rather than inference_mode: the maps are returned to the caller and
+        # must stay usable in ordinary autograd code.
+        with torch.no_grad():
+            for begin in range(0, len(x), self.batch_size):
+                xb = _to_device(x[begin : begin + self.batch_size], self.device_)
+                parts.append(self.module_.forward_features(xb)[1])
+        return [torch.cat(maps) for maps in zip(*parts, strict=True)]
+
+
+#: The paper's name for the encoder.
+TCNN = TCNNEncoder
