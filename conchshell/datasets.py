@@ -25,7 +25,7 @@ import torch
 
 from conchshell.data.bop import index_bop
 from conchshell.data.dataset import MusicImageDataset, PairDataset, TensorPairDataset
-from conchshell.data.images import IMAGE_SIZE, normalize
+from conchshell.data.images import IMAGE_SIZE, normalize, to_image_batch
 from conchshell.data.pairs import read_pairs_csv
 from conchshell.levels import CLIP_SAMPLES, CLIP_SECONDS, SAMPLE_RATE
 
@@ -34,6 +34,7 @@ __all__ = [
     "MusicImageDataset",
     "PairDataset",
     "TensorPairDataset",
+    "as_dataset",
     "load_bop",
     "load_pairs",
     "make_toy_dataset",
@@ -41,6 +42,85 @@ __all__ = [
 
 #: The six image categories of BOP, in the order of their folder numbers.
 BOP_CATEGORIES = ("coast", "island", "sand_beach", "coral_reef", "deep", "ocean_wave")
+
+
+def as_dataset(
+    X: object,
+    *,
+    audio: object = None,
+    categories: object = None,
+    category_names: Sequence[str] | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    duration: float | None = CLIP_SECONDS,
+) -> PairDataset:
+    """Take a dataset, or build an in-memory one from images, audio and categories.
+
+    What estimators call on their input, so that ``fit`` accepts either form.
+
+    Parameters
+    ----------
+    X : PairDataset or images
+        A dataset (returned as it is), or images in any form
+        :func:`conchshell.data.images.to_image_batch` accepts.
+    audio : array-like of shape (n, samples), optional
+        Required with images: mono clips at ``sample_rate``, taken as they are
+        (no resampling or normalisation), cut or zero-padded to ``duration``.
+    categories : array-like of shape (n,), optional
+        Integer ids, or names (then sorted to give the ids). Without them every
+        item gets id 0 (for uses that ignore categories, such as scoring).
+    category_names : sequence of str, optional
+        Names for integer ids (default ``"0"``, ``"1"``, ...).
+    sample_rate : int, default=16000
+    duration : float or None, default=8.0
+        Seconds per clip; ``None`` keeps the clips' length.
+
+    Returns
+    -------
+    PairDataset
+
+    Raises
+    ------
+    ValueError
+        An empty dataset, images without audio, audio or categories given
+        together with a dataset, mismatched lengths.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = as_dataset(np.zeros((2, 8, 8, 3), np.uint8), audio=np.zeros((2, 1600)) + 0.1,
+    ...                 categories=["sea", "sky"], duration=None)
+    >>> ds.categories, ds.category_ids.tolist()
+    (['sea', 'sky'], [0, 1])
+    """
+    if isinstance(X, PairDataset):
+        if audio is not None or categories is not None:
+            raise ValueError(
+                "audio and categories are taken from the dataset; pass them only with raw images"
+            )
+        if len(X) == 0:
+            raise ValueError(f"the dataset is empty: {X.describe()}")
+        return X
+    if audio is None:
+        raise ValueError(
+            "images need their audio: pass audio=(n, samples) clips (and categories=), or a "
+            "dataset from load_bop/load_pairs"
+        )
+    images = to_image_batch(X)
+    if categories is None:
+        ids = np.zeros(images.shape[0], dtype=np.int64)
+        names = list(category_names) if category_names is not None else ["0"]
+    else:
+        arr = np.asarray(categories.cpu() if isinstance(categories, torch.Tensor) else categories)
+        if arr.dtype.kind in "USO":
+            names = sorted({str(v) for v in arr.reshape(-1)})
+            lookup = {n: i for i, n in enumerate(names)}
+            ids = np.array([lookup[str(v)] for v in arr.reshape(-1)], dtype=np.int64)
+        else:
+            ids = arr
+            names = list(category_names) if category_names is not None else None
+    return TensorPairDataset(
+        images, audio, ids, names, sample_rate=sample_rate, duration=duration, name="in-memory data"
+    )
 
 
 def load_bop(

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from conchshell.data.audio import load_audio
 from conchshell.data.dataset import MusicImageDataset, PairDataset, TensorPairDataset
-from conchshell.datasets import make_toy_dataset
+from conchshell.datasets import as_dataset, make_toy_dataset
 
 
 @pytest.fixture
@@ -240,3 +240,57 @@ def test_toy_dataset():
         freqs.append(np.fft.rfftfreq(len(wave), 1 / 16000)[np.argmax(spec)])
     np.testing.assert_allclose(freqs, 220 * 2 ** (4 * np.arange(6) / 12), rtol=0.01)
     assert float(ds.waveforms.abs().max()) == pytest.approx(0.95, abs=1e-6)
+
+
+def test_stacks_and_training_audio(files):
+    ds = make(files, augment=True, random_state=0)
+    images = ds.stack_images([2, 0])
+    assert images.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(images[0], ds.get_image(2))
+    audio = ds.stack_audio()
+    assert audio.shape == (4, 128000)
+    # never augmented, whatever the dataset's setting
+    torch.testing.assert_close(audio[2], load_audio(files[1][2]))
+    a = ds.training_audio([0, 3], np.random.default_rng(1))
+    b = ds.training_audio([0, 3], np.random.default_rng(1))
+    torch.testing.assert_close(a, b)
+    # the caller's stream: crop start (the 9 s piece is longer than 8 s), then gain, per item
+    rng = np.random.default_rng(1)
+    full = load_audio(files[1][0], duration=None)
+    start = int(rng.integers(0, full.shape[0] - 128000 + 1))
+    gain = float(rng.uniform(0.5, 1.0))
+    torch.testing.assert_close(a[0], full[start : start + 128000] * gain)
+    assert ds.stack_images([]).shape == (0, 3, 224, 224)
+    assert ds.stack_audio([]).shape == (0, 128000)
+    toy = make_toy_dataset(n_per_category=1, n_categories=2, n_samples=1000)
+    assert toy.stack_images() is toy.images
+    torch.testing.assert_close(toy.stack_images([1]), toy.images[1:])
+    torch.testing.assert_close(toy.stack_audio(), toy.waveforms)
+    assert toy.training_audio([0, 1, 1], 0).shape == (3, 1000)
+
+
+def test_as_dataset():
+    toy = make_toy_dataset(n_per_category=1, n_categories=2, n_samples=1000)
+    assert as_dataset(toy) is toy
+    with pytest.raises(ValueError, match="taken from the dataset"):
+        as_dataset(toy, audio=toy.waveforms)
+    with pytest.raises(ValueError, match="dataset is empty"):
+        as_dataset(toy.subset([]))
+    ds = as_dataset(toy.images, audio=toy.waveforms, categories=torch.tensor([1, 0]))
+    assert isinstance(ds, TensorPairDataset)
+    assert ds.categories == ["0", "1"] and ds.category_ids.tolist() == [1, 0]
+    assert ds.n_samples == 128000  # cut or padded to 8 s by default
+    torch.testing.assert_close(ds.stack_audio()[:, :1000], toy.waveforms)
+    named = as_dataset(
+        np.zeros((3, 8, 8, 3), np.uint8),
+        audio=np.zeros((3, 50)),
+        categories=["sky", "sea", "sky"],
+        duration=None,
+    )
+    assert named.categories == ["sea", "sky"] and named.category_ids.tolist() == [1, 0, 1]
+    plain = as_dataset(toy.images, audio=toy.waveforms)
+    assert plain.category_ids.tolist() == [0, 0] and plain.categories == ["0"]
+    with pytest.raises(ValueError, match="images need their audio"):
+        as_dataset(toy.images)
+    with pytest.raises(ValueError, match="images has 2 items but waveforms has 1"):
+        as_dataset(toy.images, audio=toy.waveforms[:1])

@@ -248,6 +248,76 @@ class PairDataset(Dataset):
         i = self._index(index)
         return self.get_image(i), self.get_waveform(i), int(self.category_ids[i])
 
+    def _index_list(self, indices: object) -> list[int]:
+        if indices is None:
+            return list(range(len(self)))
+        if isinstance(indices, int | np.integer) and not isinstance(indices, bool):
+            return [self._index(indices)]
+        return [self._index(i) for i in np.asarray(indices).reshape(-1).tolist()]
+
+    def stack_images(self, indices: Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
+        """Images of several items as one batch.
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            Which items; default all.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, 3, 224, 224), float32
+        """
+        idx = self._index_list(indices)
+        if not idx:
+            return torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE)
+        return torch.stack([self._raw_image(i) for i in idx])
+
+    def stack_audio(self, indices: Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
+        """Waveforms of several items, never augmented: the first ``n_samples`` of each.
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            Which items; default all.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_samples), float32
+        """
+        idx = self._index_list(indices)
+        if not idx:
+            return torch.zeros(0, self.n_samples)
+        return torch.stack([crop_or_pad(self._raw_waveform(i), self.n_samples) for i in idx])
+
+    def training_audio(
+        self, indices: Sequence[int] | np.ndarray, rng: np.random.Generator | int | None
+    ) -> torch.Tensor:
+        """Augmented waveforms (random crop, gain U(0.5, 1)) drawn from the caller's ``rng``.
+
+        For training loops that keep their own random stream (to checkpoint and
+        resume it); independent of ``augment``, ``set_epoch`` and the per-item
+        generators of :meth:`get_waveform`.
+
+        Parameters
+        ----------
+        indices : sequence of int
+        rng : numpy.random.Generator or int or None
+            Draws, item by item in the order given: crop start (when the piece
+            is longer than ``n_samples``), then gain.
+
+        Returns
+        -------
+        torch.Tensor of shape (len(indices), n_samples), float32
+        """
+        idx = self._index_list(indices)
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        if not idx:
+            return torch.zeros(0, self.n_samples)
+        return torch.stack(
+            [crop_or_pad(self._raw_waveform(i), self.n_samples, train=True, rng=rng) for i in idx]
+        )
+
     def class_counts(self) -> np.ndarray:
         """Items per category.
 
@@ -570,6 +640,11 @@ class TensorPairDataset(PairDataset):
 
     def _raw_image(self, index: int) -> torch.Tensor:
         return self.images[index]
+
+    def stack_images(self, indices: Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
+        if indices is None:
+            return self.images
+        return self.images[torch.as_tensor(self._index_list(indices), dtype=torch.long)]
 
     def _raw_waveform(self, index: int) -> torch.Tensor:
         return self.waveforms[index]
