@@ -1,0 +1,136 @@
+"""One adversarial step through the real (tiny) codec: the audio losses train the generator."""
+
+import math
+
+import pytest
+import torch
+
+from conchshell.codec.jukebox import JukeboxCodec
+from conchshell.gan.discriminator import MultiScaleDiscriminator
+from conchshell.gan.generator import Generator
+from conchshell.gan.losses import LOSS_TERMS, ConchShellLoss
+
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+
+SAMPLES = 1024
+FEATURES = 24
+SMALL_MEL = dict(n_fft=256, hop_length=64, win_length=256, n_mels=16)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    """The tiny codec, trained a few steps so its codebooks are seeded, then frozen."""
+    t = torch.arange(4 * 2048) / 16000
+    audio = 0.5 * torch.sin(2 * math.pi * 330 * t).reshape(4, 2048)
+    audio = audio + 0.05 * torch.randn(audio.shape, generator=torch.Generator().manual_seed(0))
+    trained = JukeboxCodec.tiny(device="cpu", random_state=0, max_steps=3).fit(audio.numpy())
+    trained.freeze()
+    # fit leaves its last gradients on the parameters; clear them so the tests
+    # below can see that nothing new reaches the frozen codec.
+    trained.module_.zero_grad(set_to_none=True)
+    return trained
+
+
+@pytest.fixture
+def data():
+    gen = torch.Generator().manual_seed(1)
+    t = torch.arange(SAMPLES) / 16000
+    audio = 0.4 * torch.sin(2 * math.pi * torch.tensor([[220.0], [440.0]]) * t)
+    return dict(
+        features=torch.randn(2, FEATURES, generator=gen),
+        categories=torch.tensor([1, 4]),
+        audio=audio + 0.02 * torch.randn(2, SAMPLES, generator=gen),
+    )
+
+
+def generator_for(codec, level):
+    n_frames = codec.latent_length(SAMPLES, level)
+    return Generator(
+        level,
+        in_features=FEATURES,
+        emb_width=codec.emb_width,
+        n_frames=n_frames,
+        size="tiny",
+        device="cpu",
+        random_state=0,
+    ).initialize()
+
+
+def decoded(codec, latents, level):
+    """Generator latents -> straight-through codes -> frozen, differentiable decoder."""
+    quantized, _ = codec.quantize(latents, level=level)
+    return codec.decode(quantized, level=level)
+
+
+@pytest.mark.parametrize("term", ["wave", "mel"])
+@pytest.mark.parametrize("level", ["deep", "low", "high"])
+def test_audio_loss_alone_reaches_the_generator(codec, data, level, term):
+    g = generator_for(codec, level)
+    only = {name: 0.0 for name in LOSS_TERMS} | {term: 1.0}
+    loss = ConchShellLoss(**only, **SMALL_MEL)
+    latents = g.module_(data["features"], data["categories"])
+    fake_audio = decoded(codec, latents, level)
+    assert fake_audio.shape == data["audio"].shape
+    terms = loss.generator(fake_audio=fake_audio, real_audio=data["audio"])
+    assert float(terms[term]) > 0 and float(terms["total"]) == pytest.approx(float(terms[term]))
+    terms["total"].backward()
+    grads = [p.grad for p in g.module_.parameters()]
+    assert all(grad is not None and bool(torch.isfinite(grad).all()) for grad in grads)
+    # Every layer is reached, the input Linear layer (the far end) included.
+    assert float(g.module_.linear.weight.grad.abs().sum()) > 0
+    assert sum(float(grad.abs().sum()) for grad in grads) > 0
+    # The codec stays frozen.
+    assert all(p.grad is None and not p.requires_grad for p in codec.module_.parameters())
+
+
+@pytest.mark.parametrize("level", ["deep", "high"])
+def test_one_training_step_changes_both_networks(codec, data, level):
+    g = generator_for(codec, level)
+    d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    loss = ConchShellLoss(latent=5.0, code=8.0, **SMALL_MEL)  # every term on
+    opt_g = torch.optim.AdamW(g.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.AdamW(d.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    g_before = [p.detach().clone() for p in g.module_.parameters()]
+    d_before = [p.detach().clone() for p in d.module_.parameters()]
+    codec_before = [p.detach().clone() for p in codec.module_.parameters()]
+
+    real = codec.transform(data["audio"], level=level)
+    fake = g.module_(data["features"], data["categories"])
+    assert real.shape == fake.shape
+
+    # Discriminator step on detached fakes: the generator is untouched.
+    d_terms = loss.discriminator(d.module_(real), d.module_(fake.detach()))
+    opt_d.zero_grad()
+    d_terms["total"].backward()
+    assert all(p.grad is None for p in g.module_.parameters())
+    opt_d.step()
+    d_after = [p.detach().clone() for p in d.module_.parameters()]
+
+    # Generator step: every term, the audio ones through the decoder.
+    with torch.no_grad():
+        real_outputs = d.module_(real)
+        quantized_target, _ = codec.quantize(real, level=level)
+    g_terms = loss.generator(
+        fake_outputs=d.module_(fake),
+        real_outputs=real_outputs,
+        fake_audio=decoded(codec, fake, level),
+        real_audio=data["audio"],
+        pred_latents=fake,
+        target_latents=real,
+        quantized_target=quantized_target,
+    )
+    opt_g.zero_grad()
+    g_terms["total"].backward()
+    opt_g.step()
+
+    for terms in (d_terms, g_terms):
+        assert all(math.isfinite(float(v)) for v in terms.values())
+    assert all(float(g_terms[name]) != 0.0 for name in LOSS_TERMS)
+    changed = lambda before, module: [  # noqa: E731
+        not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True)
+    ]
+    assert all(changed(g_before, g.module_))
+    assert all(changed(d_before, d.module_))
+    # Only opt_g stepped in the generator step: D kept its post-D-step weights.
+    assert not any(changed(d_after, d.module_))
+    assert not any(changed(codec_before, codec.module_))
