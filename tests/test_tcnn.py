@@ -126,7 +126,7 @@ def test_early_stopping_restores_the_best_epoch():
     assert enc.best_epoch_ == best + 1
     assert len(enc.history_) == min(4, enc.best_epoch_ + 1)
     # The kept weights are the best epoch's: recompute its validation loss.
-    _, valid = enc._split(y.numpy(), np.random.RandomState(enc.seed_))
+    _, valid = enc._split(y.numpy(), None, np.random.RandomState(enc.seed_))
     assert len(valid) == 3 and sorted(set(y[valid].tolist())) == [0, 1]  # stratified
     logits = enc._logits(x[valid])
     assert float(F.cross_entropy(logits, y[valid])) == pytest.approx(losses[best], rel=1e-4)

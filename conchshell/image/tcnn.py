@@ -63,6 +63,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -465,7 +466,9 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         if not (isinstance(frac, int | float) and 0 <= frac < 1):
             raise ValueError(f"validation_fraction must lie in [0, 1), got {frac!r}")
 
-    def _split(self, y: np.ndarray, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    def _split(
+        self, y: np.ndarray, groups: np.ndarray | None, rng: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(y)
         index = np.arange(n)
         if self.validation_fraction == 0:
@@ -476,6 +479,17 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                 f"validation_fraction={self.validation_fraction} leaves no training images "
                 f"out of {n}; pass more images or validation_fraction=0"
             )
+        if groups is not None:
+            n_groups = len(np.unique(groups))
+            if n_groups < 2:
+                raise ValueError(f"groups must name at least 2 groups to split, got {n_groups}")
+            # One fold of a stratified group k-fold: whole groups, classes kept in proportion.
+            n_splits = min(n_groups, max(2, round(1 / self.validation_fraction)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "least populated class" notes
+                splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=rng)
+                train, valid = next(splitter.split(index, y, groups))
+            return train, valid
         counts = np.bincount(y)
         counts = counts[counts > 0]
         stratify = y if counts.min() >= 2 and n_valid >= len(counts) else None
@@ -484,7 +498,7 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         )
         return np.sort(train), np.sort(valid)
 
-    def fit(self, images: object, categories: object) -> TCNNEncoder:
+    def fit(self, images: object, categories: object, groups: object = None) -> TCNNEncoder:
         """Train the network as a scene classifier.
 
         Parameters
@@ -493,6 +507,12 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
             Normalised RGB images.
         categories : array-like of shape (n_images,)
             Integer category ids in ``[0, n_categories)``.
+        groups : array-like of shape (n_images,), optional
+            Group labels (the original photo of augmented copies, the panorama
+            of tiles). With them the early-stopping split keeps each group on
+            one side (one fold of a stratified group k-fold with about
+            ``1 / validation_fraction`` folds), so the validation loss is not
+            measured on near-copies of training images.
 
         Returns
         -------
@@ -504,7 +524,13 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         y = check_categories(categories, n_samples=len(x), n_categories=self.n_categories)
         self.initialize()
         x, y = x.cpu(), y.cpu()
-        train_idx, valid_idx = self._split(y.numpy(), np.random.RandomState(self.seed_))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (len(x),):
+                raise ValueError(
+                    f"groups must have one label per image, shape ({len(x)},), got {groups.shape}"
+                )
+        train_idx, valid_idx = self._split(y.numpy(), groups, np.random.RandomState(self.seed_))
         module, device = self.module_, self.device_
         optimizer = torch.optim.AdamW(
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
