@@ -229,6 +229,13 @@ def test_bad_inputs_raise_value_errors(features, categories, message):
         g.fit(features, np.zeros((len(features), 5, 24)), categories)
 
 
+def test_none_sizes_mean_the_papers():
+    g = Generator("high", in_features=None, emb_width=None, n_categories=None, size="tiny")
+    g.set_params(n_frames=8, device="cpu").initialize()
+    assert (g.in_features_, g.emb_width_, g.n_categories_) == (2048, 64, 6)
+    assert g.transform(np.zeros((1, 2048)), [5]).shape == (1, 64, 8)
+
+
 def test_bad_targets_settings_and_state():
     g = tiny()
     with pytest.raises(NotFittedError):

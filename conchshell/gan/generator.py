@@ -328,6 +328,9 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 }
 
 
+_PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
+
+
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -366,13 +369,15 @@ class Generator(StateDictPickleMixin):
     ----------
     level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
         Jukebox level the latents belong to.
-    in_features : int, default=2048
-        Size of the video feature (2048 for I3D-R50).
-    n_categories : int, default=6
+    in_features : int or None, default=2048
+        Size of the video feature (2048 for I3D-R50). ``None`` (like
+        ``n_categories`` and ``emb_width``) means the paper's value, unless an
+        enclosing estimator sets it from the data.
+    n_categories : int or None, default=6
         Number of image categories.
     embed_dim : int, default=256
         Size of the category embedding concatenated to the feature.
-    emb_width : int, default=64
+    emb_width : int or None, default=64
         Latent channels (the codec's ``emb_width``).
     n_frames : int or None, default=None
         Latent length. ``None`` is 128000 samples over the level's paper hop:
@@ -414,6 +419,8 @@ class Generator(StateDictPickleMixin):
         Jukebox level index (0 deep, 1 low, 2 high).
     n_frames_ : int
         Latent length produced.
+    in_features_, n_categories_, emb_width_ : int
+        The sizes in use (the paper's where the parameter is ``None``).
     device_ : torch.device
     history_ : list of dict
         Per epoch of :meth:`fit`: ``epoch``, ``loss`` (mean L1), ``steps``, ``seconds``.
@@ -430,10 +437,10 @@ class Generator(StateDictPickleMixin):
     def __init__(
         self,
         level: str | int = "deep",
-        in_features: int = 2048,
-        n_categories: int = 6,
+        in_features: int | None = 2048,
+        n_categories: int | None = 6,
         embed_dim: int = 256,
-        emb_width: int = 64,
+        emb_width: int | None = 64,
         n_frames: int | None = None,
         size: str = "paper",
         init_std: float | str | None = "auto",
@@ -470,9 +477,13 @@ class Generator(StateDictPickleMixin):
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         sizes = {
-            name: _positive_int(getattr(self, name), name)
+            name: _positive_int(_PAPER_SIZES[name] if value is None else value, name)
             for name in ("in_features", "n_categories", "embed_dim", "emb_width")
+            for value in [getattr(self, name)]
         }
+        self.in_features_ = sizes["in_features"]
+        self.n_categories_ = sizes["n_categories"]
+        self.emb_width_ = sizes["emb_width"]
         self.n_frames_ = (
             CLIP_SAMPLES // PAPER_HOPS[self.level_]
             if self.n_frames is None
@@ -509,8 +520,8 @@ class Generator(StateDictPickleMixin):
     def _check_inputs(
         self, features: object, categories: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features))
-        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories)
+        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features_))
+        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories_)
         return x, c
 
     # --------------------------------------------------------------- training
@@ -540,7 +551,7 @@ class Generator(StateDictPickleMixin):
             self.initialize()
         x, c = self._check_inputs(features, categories)
         y = check_tensor(
-            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width, self.n_frames_)
+            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width_, self.n_frames_)
         )
         module = self.module_
         optimizer = torch.optim.AdamW(
