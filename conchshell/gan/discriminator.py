@@ -1,4 +1,4 @@
-"""The multi-scale discriminator over flattened Jukebox latents (MelGAN's, facts §4).
+"""The multi-scale discriminator over flattened Jukebox latents (MelGAN's, as the authors sized it).
 
 A latent ``(batch, 64, T)`` is read as one long 1-channel signal
 ``(batch, 1, 64 * T)``, channel-major: all ``T`` steps of channel 0, then all
@@ -172,7 +172,7 @@ def _positive_int(value: object, name: str) -> int:
 class MultiScaleDiscriminator(StateDictPickleMixin):
     """Multi-scale discriminator on flattened latents (a scikit-learn style component).
 
-    At the defaults it is the authors' (facts §4): 3,070,786 parameters per
+    At the defaults it is the authors': 3,070,786 parameters per
     scale, 9,212,358 in all, and 2.7335 / 10.9757 / 43.9501 GMACs on the latents
     of 8 s at the High / Low / Deep level (input ``(1, 1, 64 T)``, T = 1000 /
     4000 / 16000; the average pooling between scales counts one MAC per output

@@ -1,6 +1,6 @@
 """The ConchShell generators: video feature + image category -> continuous Jukebox latents.
 
-Each Jukebox level has its own generator (facts §3, Table 1 of the paper):
+Each Jukebox level has its own generator (Table 1 of the paper; structures from the authors' code):
 
 - **G-High** (level 2, hop 128, 1000 frames for 8 s) is a *strided* stack: a
   Linear layer spreads the conditioned feature over a 1-channel sequence,
@@ -48,7 +48,7 @@ _SLOPE = 0.2  # LeakyReLU slope used throughout (MelGAN's)
 
 
 class ResidualBlock(nn.Module):
-    """Dilated residual block with a learned shortcut (facts §3).
+    """Dilated residual block with a learned shortcut (the authors' MelGAN-style block).
 
     ``LeakyReLU -> reflection pad d -> WN-Conv(k3, dilation d) -> LeakyReLU ->
     WN-Conv(k1)``, added to a weight-normalised 1x1 shortcut. The length is
@@ -304,7 +304,7 @@ class _Pooled:
     pool_kernel: int = 10
 
 
-# (level name, size) -> structure. The paper rows are the authors' code (facts §3).
+# (level name, size) -> structure. The paper rows are the authors' code.
 _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
     ("high", "paper"): _Strided(
         (64, 128, 256, 512, 256), (10, 20, 40, 60, 60), (2, 2, 1, 1, 1), 42
@@ -346,24 +346,23 @@ class Generator(StateDictPickleMixin):
     target latents (a warm start before adversarial training); adversarial
     training uses ``module_`` directly.
 
-    At ``size="paper"`` the structures are the authors' code (facts §3). Parameter
-    counts of ``initialize().module_`` (every parameter, weight norm's ``g`` and
-    ``v`` included; the paper's Table 1 leaves out the 6 x 256 category
-    embedding, 1,536 parameters, which ``module_`` does have):
+    At ``size="paper"`` the structures are the authors' code. Measured with
+    :func:`conchshell.profile.profile` on one sample: parameters without the
+    6 x 256 category embedding (Table 1's convention: weight norm's ``g`` and
+    ``v`` count, the embedding does not), with it (all of ``module_``), and MACs:
 
-    ======  ============  ============  ===============  ===========
-    level   Table 1       module_       MACs (measured)  Table 1
-    ======  ============  ============  ===============  ===========
-    high    33,108,800    33,110,336    23.800 G         23.800 G
-    low     65,182,528    65,184,064    27.205 G         27.205 G
-    deep    78,298,528    78,300,064    44.453 G         59.197 G
-    ======  ============  ============  ===============  ===========
+    ======  ==============  ==============  =========  =======================
+    level   w/o embedding   ``module_``     MACs       Table 1 (params, MACs)
+    ======  ==============  ==============  =========  =======================
+    high    33,108,800      33,110,336      23.800 G   33.109M, 23.800G
+    low     65,182,528      65,184,064      27.205 G   65.183M, 27.205G
+    deep    78,298,528      78,300,064      44.453 G   100.420M, 59.197G
+    ======  ==============  ==============  =========  =======================
 
     The paper gives G-Deep as 100.420M parameters and 59.197 GMACs. No variant
-    of the published code reproduces that (G-Low's figures are reproduced
-    exactly by the same code with G-Deep's pooling strides changed), so this
-    class ships the code's G-Deep: 78,298,528 parameters without the embedding,
-    44.453 GMACs.
+    of the authors' code we tried reproduces that, while the same code with
+    G-Low's pooling strides reproduces G-Low's figures exactly; so this class
+    ships the code's G-Deep and its measured 78.30M / 44.453G.
 
     Parameters
     ----------

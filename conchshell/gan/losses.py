@@ -1,4 +1,4 @@
-"""ConchShell's losses (facts §5): plain functions and their weighted sum.
+"""ConchShell's losses (paper section 3.4): plain functions and their weighted sum.
 
 The discriminator terms read the per-scale outputs of
 :class:`~conchshell.gan.discriminator.MultiScaleDiscriminator` (a list per
