@@ -98,8 +98,9 @@ def test_build_rejects_bad_arguments(tmp_path):
         build_standin(tmp_path / "file")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a stand-in dataset"):
-        build_standin(tmp_path / "mine")
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="not a stand-in dataset"):
+            build_standin(tmp_path / "mine", force=force)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
@@ -246,4 +247,9 @@ def test_build_is_deterministic_and_reused(built, tmp_path):
         str(p.relative_to(tmp_path / "twin")) for p in (tmp_path / "twin").rglob("*.jpg")
     }
     assert names != other_names  # another split
+    # An incomplete stand-in (a file deleted) is rebuilt, not reused.
+    victim = next((tmp_path / "twin" / "Wav" / "city").glob("*.wav"))
+    victim.unlink()
+    repaired = build_standin(tmp_path / "twin", seed=1)
+    assert not repaired.reused and victim.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

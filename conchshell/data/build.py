@@ -435,14 +435,15 @@ def build_standin(out: str | os.PathLike, seed: int = 0, force: bool = False) ->
     Parameters
     ----------
     out : str or path-like
-        Dataset folder. Created if missing; an existing folder is only replaced
-        when it holds a stand-in dataset built before (or ``force`` is set).
+        Dataset folder. Created if missing. A non-empty folder is only ever
+        replaced when it holds a stand-in dataset written by this function (its
+        stamp file says so); any other folder is left alone.
     seed : int, default 0
         Decides the train/val split, the augmented copies and the pairing of
         images with clips. The same seed gives byte-identical images and WAVs.
     force : bool, default False
         Rebuild even when ``out`` already holds a complete dataset for ``seed``,
-        and replace a folder that is not a stand-in dataset.
+        or one built with another seed.
 
     Returns
     -------
@@ -456,8 +457,8 @@ def build_standin(out: str | os.PathLike, seed: int = 0, force: bool = False) ->
     ValueError
         If ``seed`` is negative, or the committed material fails its checksums.
     FileExistsError
-        If ``out`` is a file, or a non-empty folder that is not this stand-in
-        dataset (or one built with another seed) and ``force`` is False.
+        If ``out`` is a file or a non-empty folder that is not a stand-in
+        dataset, or (unless ``force``) a stand-in dataset built with another seed.
     FileNotFoundError
         If the piano soundfont is missing (the message names the Debian package).
     RuntimeError
@@ -475,28 +476,28 @@ def build_standin(out: str | os.PathLike, seed: int = 0, force: bool = False) ->
     if not isinstance(force, bool):
         raise TypeError(f"force must be a bool, got {type(force).__name__} {force!r}")
     seed = int(seed)
-    root = Path(out)
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
     manifest, scores, content_hash = _load_material()
 
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"output path {str(root)!r} exists and is not a folder")
-    if root.is_dir() and not force:
-        if _is_complete(root, seed, content_hash):
+    if root.is_dir() and any(root.iterdir()):
+        if not force and _is_complete(root, seed, content_hash):
             return _summarise(root, 0.0, reused=True)
-        stamp = root / STAMP_NAME
-        if stamp.is_file():
-            previous = json.loads(stamp.read_text(encoding="utf-8")).get("seed")
-            if previous != seed:
-                raise FileExistsError(
-                    f"{str(root)!r} holds a stand-in dataset built with seed {previous}; "
-                    f"pass force=True (--force) to rebuild it with seed {seed}"
-                )
-            # Same seed but stale or incomplete: ours to rebuild.
-        elif any(root.iterdir()):
+        try:
+            previous = json.loads((root / STAMP_NAME).read_text(encoding="utf-8")).get("seed")
+        except (OSError, ValueError, AttributeError):
+            # Never delete a folder this function did not write.
             raise FileExistsError(
-                f"{str(root)!r} is not empty and is not a stand-in dataset; "
-                "choose another folder or pass force=True (--force) to replace it"
+                f"{str(root)!r} is not empty and is not a stand-in dataset "
+                f"(no readable {STAMP_NAME}); choose another folder or empty it"
+            ) from None
+        if previous != seed and not force:
+            raise FileExistsError(
+                f"{str(root)!r} holds a stand-in dataset built with seed {previous}; "
+                f"pass force=True (--force) to rebuild it with seed {seed}"
             )
+        # Otherwise: ours, and stale, incomplete or forced; rebuilt below.
 
     find_soundfont()  # fail before touching the disk when the soundfont package is missing
     start = time.perf_counter()
