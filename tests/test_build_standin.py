@@ -253,3 +253,85 @@ def test_build_is_deterministic_and_reused(built, tmp_path):
     repaired = build_standin(tmp_path / "twin", seed=1)
     assert not repaired.reused and victim.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def _derive_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "derive_standin.py"
+    spec = importlib.util.spec_from_file_location("derive_standin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rcc_blob(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-1 Qt resource archive holding /res/<name> files (optionally zlib'd)."""
+    import struct
+    import zlib
+
+    names = b""
+    name_offsets = {}
+    for name in ["res", *files]:
+        name_offsets[name] = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+    data = b""
+    data_offsets = {}
+    for name, (payload, compress) in files.items():
+        stored = struct.pack(">I", len(payload)) + zlib.compress(payload) if compress else payload
+        data_offsets[name] = len(data)
+        data += struct.pack(">I", len(stored)) + stored
+    tree = struct.pack(">iHii", 0, 2, 1, 1)  # root: one child, index 1
+    tree += struct.pack(">iHii", name_offsets["res"], 2, len(files), 2)
+    for name, (_, compress) in files.items():
+        tree += struct.pack(
+            ">iHhhi", name_offsets[name], 1 if compress else 0, 0, 0, data_offsets[name]
+        )
+    header_size = 20
+    tree_offset = header_size
+    data_offset = tree_offset + len(tree)
+    names_offset = data_offset + len(data)
+    header = b"qres" + struct.pack(">iiii", 1, tree_offset, data_offset, names_offset)
+    return header + tree + data + names
+
+
+def test_derive_helpers_read_package_formats():
+    derive = _derive_module()
+    blob = _rcc_blob({"a.txt": (b"hello", False), "b.bin": (b"x" * 100, True)})
+    assert derive.read_rcc(blob) == {"/res/a.txt": b"hello", "/res/b.bin": b"x" * 100}
+    with pytest.raises(ValueError, match="not a Qt resource archive"):
+        derive.read_rcc(b"nope" + blob[4:])
+
+    readme = (
+        "Copyright: Ann\nLicense: CC0-1.0\nSource: https://example.org/a.jpg\n"
+        "Files:\nusa/a.webp\n\nCopyright: Bob\nLicense: Public Domain\nFiles:\nfrance/b.webp\n"
+    )
+    assert derive.parse_gcompris_readme(readme) == {
+        "usa/a.webp": ("Ann", "CC0-1.0", "https://example.org/a.jpg"),
+        "france/b.webp": ("Bob", "Public Domain", ""),
+    }
+    # Stellarium's textures.json is not strict JSON (numbers like -.97).
+    textures = (
+        '{"subTiles": [{"imageCredits": {"short": "ESO"}, "imageUrl": "n1.png", '
+        '"worldCoords": [[[1,-.97]]]}, {"imageCredits" : {"Short": "NASA"},"imageUrl":"m2.png"}]}'
+    )
+    assert derive.stellarium_credits(textures) == {"n1.png": "ESO", "m2.png": "NASA"}
+
+
+def test_derive_thumbnail_fills_transparent_sky():
+    import io
+
+    from PIL import Image
+
+    derive = _derive_module()
+    tile = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    tile.paste((20, 120, 20, 255), (0, 100, 300, 200))  # opaque ground, transparent sky
+    buffer = io.BytesIO()
+    tile.save(buffer, format="PNG")
+    jpeg = derive.square_thumbnail(buffer.getvalue(), (214, 220, 226))
+    out = Image.open(io.BytesIO(jpeg))
+    assert out.format == "JPEG" and out.size == (256, 256) and out.mode == "RGB"
+    sky = np.asarray(out)[10, 128].astype(int)
+    ground = np.asarray(out)[245, 128].astype(int)
+    assert np.abs(sky - [214, 220, 226]).max() <= 3
+    assert np.abs(ground - [20, 120, 20]).max() <= 6
