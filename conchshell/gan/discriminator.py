@@ -237,11 +237,14 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
 
     @classmethod
     def small(cls, **kwargs: Any) -> MultiScaleDiscriminator:
-        """A narrower discriminator for CPU training (3 scales, 267,702 parameters).
+        """A narrower discriminator for CPU training (3 scales, 103,134 parameters).
+
+        0.191 / 0.762 / 3.050 GMACs on the latents of 8 s at the High / Low /
+        Deep level (the paper's: 2.7335 / 10.9757 / 43.9501).
 
         Keyword arguments override the preset's parameters.
         """
-        params: dict[str, Any] = dict(ndf=8, n_layers=3, max_channels=128, init_std=None)
+        params: dict[str, Any] = dict(ndf=4, n_layers=3, max_channels=64, init_std=None)
         return cls(**{**params, **kwargs})
 
     @classmethod
