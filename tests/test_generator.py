@@ -230,9 +230,9 @@ def test_bad_inputs_raise_value_errors(features, categories, message):
 
 
 def test_none_sizes_mean_the_papers():
-    g = Generator("high", in_features=None, emb_width=None, n_categories=None, size="tiny")
+    g = Generator(None, in_features=None, emb_width=None, n_categories=None, size="tiny")
     g.set_params(n_frames=8, device="cpu").initialize()
-    assert (g.in_features_, g.emb_width_, g.n_categories_) == (2048, 64, 6)
+    assert (g.level_, g.in_features_, g.emb_width_, g.n_categories_) == (0, 2048, 64, 6)
     assert g.transform(np.zeros((1, 2048)), [5]).shape == (1, 64, 8)
 
 

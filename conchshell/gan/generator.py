@@ -366,8 +366,9 @@ class Generator(StateDictPickleMixin):
 
     Parameters
     ----------
-    level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
-        Jukebox level the latents belong to.
+    level : {"deep", "low", "high"}, {0, 1, 2} or None, default="deep"
+        Jukebox level the latents belong to (``None``: the paper's Deep, unless
+        an enclosing estimator sets it).
     in_features : int or None, default=2048
         Size of the video feature (2048 for I3D-R50). ``None`` (like
         ``n_categories`` and ``emb_width``) means the paper's value, unless an
@@ -435,7 +436,7 @@ class Generator(StateDictPickleMixin):
 
     def __init__(
         self,
-        level: str | int = "deep",
+        level: str | int | None = "deep",
         in_features: int | None = 2048,
         n_categories: int | None = 6,
         embed_dim: int = 256,
@@ -472,7 +473,7 @@ class Generator(StateDictPickleMixin):
         self.random_state = random_state
 
     def _build_module(self) -> nn.Module:
-        self.level_ = level_index(self.level)
+        self.level_ = level_index("deep" if self.level is None else self.level)
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         sizes = {
