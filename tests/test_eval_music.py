@@ -35,7 +35,7 @@ from conchshell.evaluation import (
 from conchshell.evaluation.descriptors import LOUDNESS_FLOOR
 
 SR = 16000
-SECONDS = 3.0
+SECONDS = 2.5
 
 
 def tone(midi: float, seconds: float = 1.0) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Input handling shared by the evaluation metrics.
 
 Every metric takes mono audio at 16 kHz as numpy or torch, one clip ``(samples,)``
-or a batch ``(n, samples)`` (``(n, 1, samples)`` is accepted too), and returns
+or a batch ``(n, samples)`` (``(n, 1, samples)`` is accepted too), as floats in
+[-1, 1] (integer PCM is not rescaled), and returns
 plain numpy/float results, so it runs the same on a generator's output and on
 clips read from disk.
 """
