@@ -101,7 +101,8 @@ IMAGES: list[tuple] = [
     ),
     ("ocean", "mate-backgrounds", _MATE + "Dune.jpg", "Dune", "Marco Cogoni", "GPL-2+"),
     ("ocean", "gcompris-qt-data", _RCC + "france/montStMichel.webp", "Mont Saint-Michel"),
-    ("ocean", "gcompris-qt-data", _RCC + "usa/fortSumter.webp", "Fort Sumter"),
+    # A drop falling into open water (GCompris's Fort Sumter shows the sea only at its edge).
+    ("ocean", "mate-backgrounds", _MATE + "Aqua.jpg", "Aqua", "Charles Barbin", "GPL-2+"),
     ("ocean", "gcompris-qt-data", _RCC + "usa/castillodeSanMarcos.webp", "Castillo de San Marcos"),
     # forest
     ("forest", "tuxpaint-data", _TUX + "templates/redwoods_above.jpg", "Redwoods above", *TUXPAINT),
