@@ -121,6 +121,14 @@ def test_silent_clip_is_refused():
         build_module._render_clip(renderer, clip, category_by_name("ocean"))
 
 
+@needs_font
+def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "MAX_SILENT_FRACTION", -1.0)
+    with pytest.raises(RuntimeError, match="silent"):
+        build_standin(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_silent_fraction_counts_quiet_frames():
     wave = np.zeros(32000, dtype=np.float32)
     wave[:16000] = 0.5
