@@ -141,7 +141,7 @@ class TorchComponent(BaseEstimator):
 
     # Pickles must load on a machine without a GPU: store modules on the CPU.
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: never touch the live object
         for key, value in list(state.items()):
             if isinstance(value, torch.nn.Module) and _module_device(value).type != "cpu":
                 state[key] = copy.deepcopy(value).cpu()

@@ -7,6 +7,7 @@ when the subcommand runs, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,117 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str) -> object:
+    """``--set`` values: JSON literals (numbers, booleans, null, lists) or plain strings."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set takes key=value, got {item!r}")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from conchshell import presets
+    from conchshell.datasets import load_bop, load_pairs
+
+    model = presets.get(args.preset, scale=args.scale)
+    try:
+        model.set_params(**_parse_sets(args.set))
+    except ValueError as exc:
+        raise CLIError(f"--set: {exc}") from exc
+    if args.out.exists() and any(args.out.iterdir()) and not (args.resume or args.force):
+        raise CLIError(f"{args.out} is not empty; pass --resume to continue or --force")
+    model.set_params(checkpoint_dir=str(args.out / "checkpoints"))
+    data = args.data
+    dataset = load_pairs(data) if data.suffix.lower() == ".csv" else load_bop(data, "train")
+    model.fit(dataset, resume=args.resume)
+    model.save(args.out)
+    print(f"saved {args.preset} ({args.scale}) to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from conchshell.estimator import ImageToMusic
+
+    model = ImageToMusic.load(args.model)
+    for image in args.images:
+        if not image.is_file():
+            raise CLIError(f"image not found: {image}")
+    categories = None if args.category is None else [args.category] * len(args.images)
+    written = model.generate_files([str(p) for p in args.images], args.out, categories=categories)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    meta_file = args.model / "params.json"
+    if not meta_file.is_file():
+        raise CLIError(f"{args.model} holds no conchshell model (no params.json)")
+    meta = json.loads(meta_file.read_text())
+    history_file = args.model / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    from conchshell.levels import level_name
+
+    print(f"conchshell model, written by version {meta.get('version')}")
+    print(f"level: {level_name(meta['level'])}")
+    print(f"categories: {', '.join(meta['categories'])}")
+    for name, spec in meta["estimator"].get("fitted", {}).items():
+        print(f"{name}: {spec['class'].rsplit('.', 1)[-1]}")
+    print(f"GAN steps trained: {len(history)}")
+    if history:
+        last = history[-1]
+        terms = {k: v for k, v in last.items() if k.startswith(("g_", "d_"))}
+        print("last step: " + ", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from conchshell.demo import run_demo
+
+    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed)
+    print(f"open {index} to see and hear the results")
+    return 0
+
+
+def _cmd_mos_serve(args: argparse.Namespace) -> int:
+    from conchshell.mos import serve
+
+    serve(
+        args.samples_dir,
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        raters_per_item=args.raters_per_item,
+        items_per_rater=args.items_per_rater,
+        open_browser=args.open,
+        quiet=not args.verbose,
+    )
+    return 0
+
+
+def _cmd_mos_summary(args: argparse.Namespace) -> int:
+    from conchshell.io import atomic_write
+    from conchshell.mos import summary
+
+    result = summary(args.path)
+    print(result.to_markdown(args.digits))
+    if args.csv is not None:
+        with atomic_write(args.csv, "w") as handle:
+            handle.write(result.to_csv())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -63,6 +175,81 @@ def build_parser() -> argparse.ArgumentParser:
     summary = data_sub.add_parser("summary", help="print the counts of a BOP-layout folder")
     summary.add_argument("root", type=Path, help="dataset folder (BOP layout)")
     summary.set_defaults(func=_cmd_data_summary)
+
+    fit = sub.add_parser("fit", help="train a preset on a dataset and save the model")
+    fit.add_argument(
+        "--preset",
+        default="conchshell",
+        help="conchshell, baseline_1, baseline_2, baseline_3 or vgg_baseline",
+    )
+    fit.add_argument(
+        "--scale",
+        default="cpu",
+        choices=("paper", "cpu", "tiny"),
+        help="component sizes: the paper's, or small enough for 2 CPU cores",
+    )
+    fit.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a BOP-layout folder, or a CSV of image,audio,category pairs",
+    )
+    fit.add_argument("--out", type=Path, required=True, help="folder to save the model in")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set_params key, e.g. max_steps=200 or generator__embed_dim=128",
+    )
+    fit.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    fit.add_argument("--force", action="store_true", help="train into a non-empty OUT")
+    fit.set_defaults(func=_cmd_fit)
+
+    predict = sub.add_parser("predict", help="generate music for images with a saved model")
+    predict.add_argument("model", type=Path, help="folder written by 'conchshell fit'")
+    predict.add_argument("images", type=Path, nargs="+", help="image files")
+    predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--category",
+        default=None,
+        help="steer the mood: a category name instead of the predicted one",
+    )
+    predict.set_defaults(func=_cmd_predict)
+
+    info = sub.add_parser("info", help="describe a saved model")
+    info.add_argument("model", type=Path, help="folder written by 'conchshell fit'")
+    info.set_defaults(func=_cmd_info)
+
+    mos = sub.add_parser("mos", help="the listening test: serve it, summarise its ratings")
+    mos_sub = mos.add_subparsers(dest="mos_command", metavar="SUBCOMMAND")
+    mos_sub.required = True
+    serve = mos_sub.add_parser("serve", help="serve the rating page for a folder of samples")
+    serve.add_argument(
+        "samples_dir", type=Path, help="SAMPLES_DIR/<model>/<item>.wav beside <item>.png or .jpg"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--db", type=Path, default=None, help="SQLite file (default SAMPLES_DIR/mos.sqlite3)"
+    )
+    serve.add_argument("--raters-per-item", type=int, default=None)
+    serve.add_argument("--items-per-rater", type=int, default=None)
+    serve.add_argument("--open", action="store_true", help="open the page in a browser")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.set_defaults(func=_cmd_mos_serve)
+    msum = mos_sub.add_parser("summary", help="mean +- std per model and metric")
+    msum.add_argument("path", type=Path, help="the ratings database or the samples folder")
+    msum.add_argument("--digits", type=int, default=2)
+    msum.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+    msum.set_defaults(func=_cmd_mos_summary)
+
+    demo = sub.add_parser("demo", help="the main job: train the CPU preset, write a gallery")
+    demo.add_argument("--data", type=Path, default=Path("data/standin"), help="dataset folder")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
@@ -73,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CLIError, ValueError, FileNotFoundError, PermissionError) as exc:
+    except (CLIError, ValueError, OSError) as exc:
         print(f"conchshell: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,192 @@
+"""ImageToMusic end to end on tiny components: fit, predict, save/load, resume, errors."""
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from conchshell import presets
+from conchshell.datasets import make_toy_dataset
+from conchshell.estimator import ImageToMusic
+
+pytestmark = pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy_dataset(n_per_category=1, n_categories=6, n_samples=16000, random_state=0)
+
+
+def tiny(**params):
+    params.setdefault("level", "high")
+    return presets.conchshell("tiny", random_state=0, verbose=0, **params)
+
+
+@pytest.fixture(scope="module")
+def fitted(toy):
+    return tiny().fit(toy)
+
+
+def test_fit_predict_shapes_and_history(fitted, toy):
+    clips = fitted.predict(toy.stack_images()[:3])
+    assert clips.shape == (3, 16000)  # the tiny preset makes 1-s clips
+    assert clips.dtype == np.float32
+    assert np.isfinite(clips).all()
+    assert len(fitted.history_) == 2
+    first = fitted.history_[0]
+    assert {"d_hinge", "d_total", "g_adv", "g_fm", "g_wave", "g_mel", "g_total"} <= set(first)
+    assert all(np.isfinite(first[k]) for k in ("d_total", "g_total"))
+    assert fitted.categories_ == list(toy.categories)
+    assert fitted.level_ == 2
+
+
+def test_predict_is_deterministic_and_batch_independent(fitted, toy):
+    images = toy.stack_images()[:3]
+    a = fitted.predict(images, batch_size=1)
+    b = fitted.predict(images, batch_size=3)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_fit_is_reproducible_for_a_random_state(fitted, toy):
+    again = tiny().fit(toy)
+    for key in ("g_total", "d_total"):
+        assert again.history_[-1][key] == pytest.approx(fitted.history_[-1][key], rel=1e-5)
+    images = toy.stack_images()[:2]
+    np.testing.assert_allclose(again.predict(images), fitted.predict(images), atol=1e-5)
+
+
+def test_categories_steer_the_generator(fitted, toy):
+    image = toy.stack_images()[:1]
+    by_id = fitted.predict_latents(image, categories=[0])
+    other = fitted.predict_latents(image, categories=[5])
+    assert not torch.allclose(by_id, other)
+    by_name = fitted.predict(image, categories=[toy.categories[0]])
+    np.testing.assert_allclose(by_name, fitted.predict(image, categories=[0]), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown category 'volcano'"):
+        fitted.predict(image, categories=["volcano"])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 6\)"):
+        fitted.predict(image, categories=[9])
+
+
+def test_save_load_gives_identical_predictions(fitted, toy, tmp_path):
+    fitted.save(tmp_path / "model")
+    files = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert files == ["history.json", "model.safetensors", "params.json"]
+    meta = json.loads((tmp_path / "model" / "params.json").read_text())
+    assert meta["library"] == "conchshell" and meta["level"] == 2
+    loaded = ImageToMusic.load(tmp_path / "model")
+    images = toy.stack_images()[:2]
+    np.testing.assert_array_equal(loaded.predict(images), fitted.predict(images))
+    assert loaded.get_params(deep=True).keys() == fitted.get_params(deep=True).keys()
+    assert loaded.history_ == json.loads(json.dumps(fitted.history_))
+
+
+def test_pickle_roundtrip(fitted, toy):
+    back = pickle.loads(pickle.dumps(fitted))
+    images = toy.stack_images()[:1]
+    np.testing.assert_array_equal(back.predict(images), fitted.predict(images))
+
+
+def test_load_refuses_foreign_classes(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "model")
+    meta = json.loads((folder / "params.json").read_text())
+    meta["estimator"]["class"] = "os.system"
+    (folder / "params.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="only conchshell classes are loaded"):
+        ImageToMusic.load(folder)
+    with pytest.raises(FileNotFoundError, match="holds no conchshell model"):
+        ImageToMusic.load(tmp_path / "nothing")
+
+
+def test_generate_files_writes_wav_and_image(fitted, toy, tmp_path):
+    written = fitted.generate_files(toy.stack_images()[:2], tmp_path / "out", names=["a", "b"])
+    assert [p.name for p in written] == ["a.wav", "b.wav"]
+    import soundfile as sf
+
+    audio, rate = sf.read(written[0])
+    assert rate == 16000 and audio.shape == (16000,)
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_nested_params_and_clone():
+    model = presets.conchshell("tiny")
+    params = model.get_params(deep=True)
+    for key in ("encoder__n_blocks", "generator__embed_dim", "loss__mel", "codec__emb_width"):
+        assert key in params
+    model.set_params(loss__mel=20.0, encoder__n_blocks=18)
+    assert model.loss.mel == 20.0 and model.encoder.n_blocks == 18
+    copy = clone(model)
+    assert copy.get_params()["loss__mel"] == 20.0
+    assert copy.loss is not model.loss
+
+
+def test_level_is_said_once(toy):
+    from conchshell.gan.generator import Generator
+
+    model = tiny(generator__level="low")
+    with pytest.raises(ValueError, match="configured for level 'low' but the estimator"):
+        model.fit(toy)
+    assert isinstance(model.generator, Generator)
+
+
+def test_fitted_model_asked_for_another_level(fitted, toy):
+    model = clone(fitted)
+    model.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    model.set_params(level="deep")
+    with pytest.raises(ValueError, match="fitted for level 'high'"):
+        model.predict(toy.stack_images()[:1])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"lr_g": -1.0}, "lr_g must be a positive number"),
+        ({"betas": (0.5,)}, "betas must be two numbers"),
+        ({"level": "middle"}, "level must be one of"),
+        ({"duration": 0}, "duration must be in"),
+        ({"encoder": torch.nn.Linear(2, 2)}, "encoder must be a conchshell component"),
+    ],
+)
+def test_bad_params_are_named(toy, params, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        tiny(**params).fit(toy)
+
+
+def test_bad_inputs_to_fit_and_predict(fitted, toy):
+    with pytest.raises(ValueError, match="empty"):
+        tiny().fit(toy.subset([]))
+    with pytest.raises(ValueError, match="224"):
+        fitted.predict(torch.zeros(1, 3, 100, 100))
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        tiny().fit(toy, resume=True)
+    with pytest.raises(Exception, match="not fitted"):
+        tiny().predict(toy.stack_images()[:1])
+
+
+def test_resume_continues_an_interrupted_fit(toy, tmp_path):
+    full = tiny(max_steps=4, checkpoint_dir=tmp_path / "full").fit(toy)
+    part = tiny(max_steps=2, checkpoint_dir=tmp_path / "part").fit(toy)
+    assert (tmp_path / "part" / "stages.safetensors").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        resumed = tiny(max_steps=4, checkpoint_dir=tmp_path / "part").fit(toy, resume=True)
+    assert [h["step"] for h in resumed.history_] == [1, 2, 3, 4]
+    assert resumed.history_[:2] == json.loads(json.dumps(part.history_))
+    for a, b in zip(full.history_, resumed.history_, strict=True):
+        assert a["g_total"] == pytest.approx(b["g_total"], rel=1e-5)
+    for name, tensor in full.generator_.module_.state_dict().items():
+        torch.testing.assert_close(resumed.generator_.module_.state_dict()[name], tensor)
+
+
+def test_damaged_latest_checkpoint_falls_back(toy, tmp_path):
+    tiny(max_steps=2, checkpoint_dir=tmp_path).fit(toy)
+    latest = sorted(tmp_path.glob("step-*.safetensors"))[-1]
+    latest.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="is damaged"):
+        resumed = tiny(max_steps=3, checkpoint_dir=tmp_path).fit(toy, resume=True)
+    assert [h["step"] for h in resumed.history_] == [1, 2, 3]
