@@ -149,6 +149,9 @@ class ImageToMusic(BaseEstimator):
     warm_start_steps : int, default=0
         Generator regression steps on the target latents before the GAN
         (``Generator.fit``); 0 trains adversarially from the start, as the paper.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of :meth:`predict`. ``"bfloat16"`` autocasts matrix products
+        and convolutions (about 3x faster on CPUs with bf16 support).
     checkpoint_dir : path, default=None
         Where checkpoints and ``history.json`` are written; needed for
         ``fit(..., resume=True)``.
@@ -210,6 +213,7 @@ class ImageToMusic(BaseEstimator):
         lr_gamma_g: float = 0.8,
         lr_gamma_d: float = 0.9,
         warm_start_steps: int = 0,
+        precision: str = "float32",
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
         keep_checkpoints: int = 2,
@@ -237,6 +241,7 @@ class ImageToMusic(BaseEstimator):
         self.lr_gamma_g = lr_gamma_g
         self.lr_gamma_d = lr_gamma_d
         self.warm_start_steps = warm_start_steps
+        self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
@@ -265,6 +270,8 @@ class ImageToMusic(BaseEstimator):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.duration, int | float) or not 0 < self.duration <= 60:
             raise ValueError(f"duration must be in (0, 60] seconds, got {self.duration!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         betas = tuple(self.betas)
@@ -348,9 +355,11 @@ class ImageToMusic(BaseEstimator):
 
     def _predict_categories(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         if self.category_model_ is not None:
-            pred = self.category_model_.predict(features.double().numpy())
+            pred = self.category_model_.predict(features.double().cpu().numpy())
         else:
-            pred = self.encoder_.predict(images)
+            # The classifier's probabilities go to numpy: keep them out of bf16.
+            with torch.autocast(images.device.type, enabled=False):
+                pred = self.encoder_.predict(images)
         return torch.as_tensor(np.asarray(pred), dtype=torch.long)
 
     # -------------------------------------------------------------------- fit
@@ -412,13 +421,7 @@ class ImageToMusic(BaseEstimator):
         ckpt_dir: Path | None,
         resume: bool,
     ) -> None:
-        dev = str(device)
-        self.level_ = level_index(self.level)
-        self.categories_ = list(dataset.categories)
-        n_categories = len(self.categories_)
-        for name in _COMPONENTS:
-            setattr(self, f"{name}_", self._component(name, seed, dev))
-        self.history_: list[dict[str, Any]] = []
+        self._build_components(seed, str(device), list(dataset.categories))
         stages = ckpt_dir / "stages.safetensors" if ckpt_dir is not None else None
         restored = resume and stages is not None and stages.is_file()
 
@@ -429,45 +432,99 @@ class ImageToMusic(BaseEstimator):
         else:
             self._fit_image_side(images, cats)
             self._fit_codec(dataset)
-        self.encoder_.initialize() if not hasattr(self.encoder_, "module_") else None
-        self.forger_.fit(images[:1])
-        if not hasattr(self.extractor_, "module_"):
-            self.extractor_.fit(None) if not _has_param(self.extractor_, "weights") else None
-            if not hasattr(self.extractor_, "module_"):
-                self.extractor_.initialize()
+        self._build_rest(images[:1])
         features = self._cached_features(dataset, images)
-        if not restored:
-            self.category_model_ = self._fit_category_model(features, cats)
-        n_frames = self.codec_.latent_length(self._n_samples, self.level_)
-        emb_width = self.codec_.get_params()["emb_width"]
-        self._sync_generator(self.generator_, features.shape[1], n_frames, emb_width, n_categories)
-        if not hasattr(self.generator_, "module_"):
-            self.generator_.initialize()
-        if not hasattr(self.discriminator_, "module_"):
-            self.discriminator_.initialize()
-        if self.denoiser_ is not None:
-            self.denoiser_.fit()
+        self.category_model_ = self._fit_category_model(features, cats)
+        self._build_gan(features.shape[1])
+        # Deterministic, so a resumed fit redoes it and then loads the checkpoint.
+        if self.warm_start_steps:
+            self._warm_start(dataset, features, cats)
         if stages is not None and dist.is_main and not restored:
             self._save_stages(stages)
         dist.barrier()
         self._train_gan(dataset, features, cats, device, dist, seed, ckpt_dir, resume)
 
+    def _build_components(self, seed: int, device: str, categories: list[str]) -> None:
+        self.level_ = level_index(self.level)
+        self.categories_ = list(categories)
+        self.history_: list[dict[str, Any]] = []
+        for name in _COMPONENTS:
+            setattr(self, f"{name}_", self._component(name, seed, device))
+        enc = self.encoder_
+        if _has_param(enc, "n_categories") and not _is_fitted(enc):
+            enc.set_params(n_categories=len(categories))
+
+    def _build_rest(self, example_images: torch.Tensor) -> None:
+        """Build what the fitting stages did not: forger, extractor, denoiser."""
+        for comp in (self.encoder_, self.extractor_, self.codec_):
+            if not hasattr(comp, "module_"):
+                comp.initialize()
+        self.forger_.fit(example_images)
+        if self.denoiser_ is not None:
+            self.denoiser_.fit()
+
+    def _build_gan(self, in_features: int) -> None:
+        n_frames = self.codec_.latent_length(self._n_samples, self.level_)
+        emb_width = self.codec_.get_params()["emb_width"]
+        self._sync_generator(
+            self.generator_, in_features, n_frames, emb_width, len(self.categories_)
+        )
+        for comp in (self.generator_, self.discriminator_):
+            if not hasattr(comp, "module_"):
+                comp.initialize()
+
+    def _warm_start(self, dataset: Any, features: torch.Tensor, cats: torch.Tensor) -> None:
+        """Regress the generator on the codec's latents before adversarial training."""
+        with torch.no_grad():
+            audio = _fit_length(dataset.stack_audio(), self._n_samples)
+            targets = torch.cat(
+                [
+                    self.codec_.transform(chunk.to(self.codec_.device_), level=self.level_).cpu()
+                    for chunk in audio.split(8)
+                ]
+            )
+        self.generator_.set_params(max_steps=self.warm_start_steps, warm_start=True)
+        self.generator_.fit(features, targets, cats)
+
+    def initialize(self, categories: Sequence[str] | None = None) -> ImageToMusic:
+        """Build every component untrained, ready to predict (for timing and inspection).
+
+        Parameters
+        ----------
+        categories : sequence of str, optional
+            Category names; default the six BOP categories.
+
+        Returns
+        -------
+        self
+            With the fitted attributes set, so :meth:`predict` runs; the
+            music is noise until the model is trained.
+        """
+        from conchshell.datasets import BOP_CATEGORIES
+
+        self._check_params()
+        device = resolve_device(self.device)
+        seed = seed_from_random_state(self.random_state)
+        self._build_components(seed, str(device), list(categories or BOP_CATEGORIES))
+        self._build_rest(torch.zeros(1, 3, 224, 224))
+        self.category_model_ = None
+        n_features = getattr(self.extractor_, "n_features_out_", None)
+        if n_features is None:
+            video = self.forger_.transform(self.encoder_.transform(torch.zeros(1, 3, 224, 224)))
+            n_features = int(self.extractor_.transform(video).shape[1])
+        self._build_gan(int(n_features))
+        return self
+
     def _fit_image_side(self, images: torch.Tensor, cats: torch.Tensor) -> None:
         enc = self.encoder_
         has_weights = _has_param(enc, "weights") and enc.get_params()["weights"] is not None
-        if _is_fitted(enc) or has_weights or not hasattr(enc, "predict"):
-            # Pretrained or feature-only encoders (VGG) are used as they are.
-            if not hasattr(enc, "module_"):
-                enc.fit(images, cats) if not hasattr(enc, "initialize") else enc.initialize()
-            return
-        enc.fit(images, cats)
+        # Pretrained or feature-only encoders (VGG) are used as they are.
+        if not (_is_fitted(enc) or has_weights or not hasattr(enc, "predict")):
+            enc.fit(images, cats)
 
     def _fit_codec(self, dataset: Any) -> None:
         codec = self.codec_
-        has_weights = codec.get_params().get("weights") is not None
-        if has_weights or _is_fitted(codec):
-            codec.initialize() if not hasattr(codec, "module_") else None
-        else:
+        if codec.get_params().get("weights") is None and not _is_fitted(codec):
             codec.fit(_fit_length(dataset.stack_audio(), self._n_samples))
 
     def _cached_features(self, dataset: Any, images: torch.Tensor) -> torch.Tensor:
@@ -777,15 +834,22 @@ class ImageToMusic(BaseEstimator):
         for start in range(0, n, step):
             chunk = batch[start : start + step]
             cats = None if categories is None else categories[start : start + step]
-            latents = self.predict_latents(chunk, cats)
-            with torch.inference_mode():
-                codes = self.codec_.quantize(latents.to(self.codec_.device_), level=self.level_)[0]
-                audio = self.codec_.decode(codes, level=self.level_)[..., : self._n_samples]
+            with self._autocast():
+                latents = self.predict_latents(chunk, cats)
+                with torch.inference_mode():
+                    latents = latents.float().to(self.codec_.device_)
+                    codes = self.codec_.quantize(latents, level=self.level_)[0]
+                    audio = self.codec_.decode(codes, level=self.level_)[..., : self._n_samples]
             out.append(audio.float().cpu().numpy())
         clips = np.concatenate(out).astype(np.float32, copy=False)
         if self.denoiser_ is not None:
             clips = np.asarray(self.denoiser_.transform(clips), dtype=np.float32)
         return clips
+
+    def _autocast(self) -> Any:
+        device_type = self.generator_.device_.type
+        enabled = getattr(self, "precision", "float32") == "bfloat16"
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
 
     def _category_ids(self, categories: object, n: int) -> torch.Tensor:
         values = list(np.atleast_1d(np.asarray(categories, dtype=object)))

@@ -190,3 +190,30 @@ def test_damaged_latest_checkpoint_falls_back(toy, tmp_path):
     with pytest.warns(RuntimeWarning, match="is damaged"):
         resumed = tiny(max_steps=3, checkpoint_dir=tmp_path).fit(toy, resume=True)
     assert [h["step"] for h in resumed.history_] == [1, 2, 3]
+
+
+def test_initialize_builds_an_untrained_model_that_predicts(toy):
+    model = presets.conchshell("tiny", level="deep", random_state=0).initialize()
+    assert model.categories_[0] == "coast" and model.level_ == 0
+    assert not model.history_
+    clips = model.predict(toy.stack_images()[:1])
+    assert clips.shape == (1, 16000)
+    assert model.generator_.module_(
+        torch.zeros(1, model.generator_.in_features_), torch.zeros(1, dtype=torch.long)
+    ).shape == (1, 16, model.codec_.latent_length(16000, "deep"))
+
+
+def test_bfloat16_precision_stays_close_to_float32(fitted, toy):
+    images = toy.stack_images()[:2]
+    reference = fitted.predict(images)
+    fast = clone(fitted)
+    fast.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    fast.set_params(precision="bfloat16")
+    approx = fast.predict(images)
+    assert approx.shape == reference.shape and np.isfinite(approx).all()
+    assert np.abs(approx - reference).mean() < 0.1 * np.abs(reference).mean() + 1e-3
+
+
+def test_warm_start_regresses_the_generator_first(toy):
+    model = tiny(warm_start_steps=3, max_steps=1).fit(toy)
+    assert model.generator_.history_ and model.generator_.history_[-1]["steps"] == 3
