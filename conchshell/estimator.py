@@ -136,6 +136,10 @@ class ImageToMusic(BaseEstimator):
     max_steps : int, default=100_000
         GAN steps in total. The paper does not give its count; its
         schedule (decay every 20k steps) implies many tens of thousands.
+    max_time : float or None, default=None
+        Wall-clock budget of the GAN stage in seconds: training stops (and
+        checkpoints) at the first step boundary past it, even before
+        ``max_steps``. Under ``torchrun`` rank 0's clock decides for all.
     lr_g, lr_d : float, default=1e-5
         AdamW learning rates of generator and discriminator.
     betas : tuple of float, default=(0.5, 0.999)
@@ -205,6 +209,7 @@ class ImageToMusic(BaseEstimator):
         duration: float = 8.0,
         batch_size: int = 2,
         max_steps: int = 100_000,
+        max_time: float | None = None,
         lr_g: float = 1e-5,
         lr_d: float = 1e-5,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -233,6 +238,7 @@ class ImageToMusic(BaseEstimator):
         self.duration = duration
         self.batch_size = batch_size
         self.max_steps = max_steps
+        self.max_time = max_time
         self.lr_g = lr_g
         self.lr_d = lr_d
         self.betas = betas
@@ -270,6 +276,10 @@ class ImageToMusic(BaseEstimator):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.duration, int | float) or not 0 < self.duration <= 60:
             raise ValueError(f"duration must be in (0, 60] seconds, got {self.duration!r}")
+        if self.max_time is not None and (
+            not isinstance(self.max_time, int | float) or not self.max_time > 0
+        ):
+            raise ValueError(f"max_time must be None or a positive number, got {self.max_time!r}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.weight_decay < 0:
@@ -629,16 +639,26 @@ class ImageToMusic(BaseEstimator):
                 g=f"{record.get('g_total', float('nan')):.3g}",
                 d=f"{record.get('d_total', float('nan')):.3g}",
             )
-            last = step == self.max_steps
+            last = step == self.max_steps or self._out_of_time(start, dist)
             if ckpt_dir is not None and (step % self.checkpoint_every == 0 or last):
                 if dist.is_main:
                     self._write_checkpoint(
                         ckpt_dir, step, gen, disc, opt_g, opt_d, sched_g, sched_d, order, aug, queue
                     )
                 dist.barrier()
+            if last:
+                break
         bar.close()
         gen.eval()
         disc.eval()
+
+    def _out_of_time(self, start: float, dist: Any) -> bool:
+        if self.max_time is None:
+            return False
+        over = torch.tensor(float(time.perf_counter() - start > self.max_time))
+        if dist.enabled:
+            torch.distributed.broadcast(over, src=0)  # every rank stops at the same step
+        return bool(over.item())
 
     def _gan_step(
         self,

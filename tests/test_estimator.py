@@ -217,3 +217,9 @@ def test_bfloat16_precision_stays_close_to_float32(fitted, toy):
 def test_warm_start_regresses_the_generator_first(toy):
     model = tiny(warm_start_steps=3, max_steps=1).fit(toy)
     assert model.generator_.history_ and model.generator_.history_[-1]["steps"] == 3
+
+
+def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
+    model = tiny(max_steps=50, max_time=1e-6, checkpoint_dir=tmp_path).fit(toy)
+    assert [h["step"] for h in model.history_] == [1]
+    assert [p.name for p in tmp_path.glob("step-*")] == ["step-000000001.safetensors"]
