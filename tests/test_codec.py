@@ -8,6 +8,14 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import (
+    check_estimator_cloneable,
+    check_estimator_repr,
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
 
 from conchshell.codec.jukebox import JukeboxCodec, linf_loss, multispectral_loss
 from conchshell.metrics import codebook_usage
@@ -107,6 +115,21 @@ def test_presets_are_plain_parameter_sets() -> None:
     assert [small.hop_length(level) for level in range(3)] == [8, 32, 128]
     assert JukeboxCodec.paper().get_params() == JukeboxCodec().get_params()
     assert JukeboxCodec.tiny(l_bins=8).l_bins == 8
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_get_params_invariance,
+        check_set_params,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+        check_estimator_repr,
+        check_estimator_cloneable,
+    ],
+)
+def test_sklearn_api(check) -> None:
+    check("JukeboxCodec", JukeboxCodec.small())
 
 
 # ---------------------------------------------------------------- shapes
@@ -252,6 +275,26 @@ def test_fit_accepts_a_dataset_of_items_and_respects_max_time() -> None:
     assert codec.n_steps_ == 3
     timed = JukeboxCodec.tiny(random_state=1, max_steps=10**6, max_time=0.5).fit(Items())
     assert 1 <= timed.n_steps_ < 10**6
+
+
+def test_fit_reads_each_piece_of_a_library_dataset_once() -> None:
+    class Pieces:
+        """Duck-types the library datasets: three images, two pieces of music."""
+
+        def __init__(self) -> None:
+            self.audio_paths = ["a.wav", "b.wav", "a.wav"]
+            self.requested: list[int] = []
+
+        def __len__(self) -> int:
+            return 3
+
+        def stack_audio(self, indices):
+            self.requested = list(indices)
+            return _tones(len(indices), 2048)
+
+    data = Pieces()
+    codec = JukeboxCodec.tiny(random_state=0, max_steps=2).fit(data)
+    assert data.requested == [0, 1] and codec.n_steps_ == 2
 
 
 def test_losses_are_zero_for_identical_signals() -> None:

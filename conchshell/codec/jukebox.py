@@ -509,16 +509,19 @@ class JukeboxCodec(TorchComponent):
         """A CPU preset: the paper's hops and latent width, narrower and shallower.
 
         Latents keep the paper's shapes ([64, 16000], [64, 4000], [64, 1000]
-        for 8 s), so a generator sized for the paper fits it; the networks and
-        codebooks are small enough to train on two cores in minutes.
+        for 8 s), so a generator sized for the paper fits it. Most of the
+        compute goes to the Deep level (width 32, depth 3; the others width
+        16, depth 2), codebooks hold 512 codes, and short crops (8192 samples,
+        batch 2) give many cheap steps: it trains on two CPU cores in minutes
+        (``bench/codec.py`` measures how far it gets in 15).
         """
         params: dict[str, Any] = {
             "l_bins": 512,
-            "widths": (32, 32, 32),
-            "depths": (3, 3, 3),
-            "batch_size": 4,
-            "segment_length": 16384,
-            "lr": 1e-3,
+            "widths": (32, 16, 16),
+            "depths": (3, 2, 2),
+            "batch_size": 2,
+            "segment_length": 8192,
+            "lr": 2e-3,
         }
         params.update(overrides)
         return cls(**params)
@@ -755,7 +758,7 @@ class JukeboxCodec(TorchComponent):
 
     def _check_latents(self, latents: Any) -> torch.Tensor:
         if isinstance(latents, torch.Tensor) and latents.is_floating_point():
-            z = latents.to(self.device_)  # keep the autograd graph
+            z = latents.to(self.device_, torch.float32)  # .to keeps the autograd graph
             if z.ndim != 3 or z.shape[1] != self.emb_width:
                 raise ValueError(
                     f"latents must have shape (batch, {self.emb_width}, time), got {tuple(z.shape)}"
@@ -855,7 +858,10 @@ class JukeboxCodec(TorchComponent):
         ----------
         audio : array-like or torch.Tensor of shape (n_clips, samples), or a dataset
             Mono clips at ``sample_rate``; or a dataset whose items are
-            ``(image, waveform, category)`` (its waveforms are used).
+            ``(image, waveform, category)`` (its waveforms are used). A
+            library dataset (``load_bop``, ``load_pairs``) contributes each
+            distinct piece once, unaugmented, through its ``stack_audio``;
+            the random crops come from the codec's own seeded stream.
         y : ignored
 
         Returns
@@ -875,7 +881,9 @@ class JukeboxCodec(TorchComponent):
         start = time.monotonic()
         module.train()
         step = 0
-        bar = tqdm(total=self.max_steps, desc="codec", disable=not self.verbose, leave=False)
+        # With a time budget the step count is open-ended: show a plain counter.
+        total = self.max_steps if self.max_time is None else None
+        bar = tqdm(total=total, desc="codec", disable=not self.verbose, leave=False)
         try:
             while step < self.max_steps:
                 if self.max_time is not None and time.monotonic() - start > float(self.max_time):
@@ -909,6 +917,16 @@ class JukeboxCodec(TorchComponent):
         return seg
 
     def _training_clips(self, audio: Any) -> list[torch.Tensor]:
+        paths = getattr(audio, "audio_paths", None)
+        if hasattr(audio, "stack_audio") and paths is not None:
+            # A library dataset: many images share a piece, so read each piece once.
+            first: dict[str, int] = {}
+            for i, p in enumerate(paths):
+                first.setdefault(str(p), i)
+            if not first:
+                raise ValueError("the dataset given to fit is empty")
+            x = audio.stack_audio(sorted(first.values()))
+            return list(check_tensor(x, name="dataset audio", ndim=2).unbind(0))
         if isinstance(audio, torch.utils.data.Dataset) or (
             hasattr(audio, "__getitem__") and hasattr(audio, "__len__") and _is_item_dataset(audio)
         ):
