@@ -1,0 +1,128 @@
+"""Crash safety: a training process killed with SIGKILL at random moments resumes exactly.
+
+A subprocess fits the tiny preset with a checkpoint every two steps; the test
+kills it at seeded random moments (during stages 1-2, between the stage file and
+the first checkpoint, and repeatedly while the GAN trains), resumes it each time
+in a fresh process, and compares the end result with an uninterrupted run.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conchshell.io import load_tree
+
+SCRIPT = Path(__file__).parent / "scripts" / "reliability_fit.py"
+MAX_STEPS = 30
+EVERY = 2
+
+
+def _start(out: Path, resume: bool) -> subprocess.Popen:
+    args = [sys.executable, str(SCRIPT), str(out), str(MAX_STEPS), str(EVERY)]
+    if resume:
+        args.append("--resume")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def _steps_on_disk(ckpt: Path) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in ckpt.glob("step-*.safetensors"))
+
+
+def _wait_for(proc: subprocess.Popen, condition, timeout: float = 120.0) -> bool:
+    """Poll every few milliseconds until ``condition()`` or the process ends."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        if condition():
+            return True
+        time.sleep(0.005)
+    raise TimeoutError("training subprocess made no progress")
+
+
+def _kill(proc: subprocess.Popen) -> bool:
+    """SIGKILL the process; True when it was still running (a real interruption)."""
+    if proc.poll() is not None:
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_path):
+    rng = random.Random(20261125)
+    ref = tmp_path / "reference"
+    _finish(_start(ref, resume=False))
+
+    out = tmp_path / "killed"
+    ckpt = out / "ckpt"
+    stages = ckpt / "stages.safetensors"
+    kills: list[str] = []
+
+    # 1. During stages 1-2 (before the stage file exists).
+    proc = _start(out, resume=False)
+    time.sleep(rng.uniform(0.5, 2.0))
+    if not stages.exists() and _kill(proc):
+        kills.append("stages 1-2")
+    else:
+        _kill(proc)
+        kills.append("after stages")
+
+    # 2. Right after the stage file appears, before or during the first checkpoint.
+    proc = _start(out, resume=True)
+    if _wait_for(proc, stages.exists):
+        time.sleep(rng.uniform(0.0, 0.05))
+        if _kill(proc):
+            kills.append(f"stage file written, checkpoints {_steps_on_disk(ckpt)}")
+
+    # 3. Repeatedly while the GAN trains: wait for a new checkpoint, then a random delay.
+    while len(kills) < 7:
+        proc = _start(out, resume=True)
+        seen = max(_steps_on_disk(ckpt), default=0)
+        target = min(seen + rng.choice([2, 4, 6]), MAX_STEPS - EVERY)
+        if seen >= MAX_STEPS - EVERY:
+            break
+        if _wait_for(proc, lambda t=target: max(_steps_on_disk(ckpt), default=0) >= t):
+            time.sleep(rng.uniform(0.0, 0.1))
+            if _kill(proc):
+                kills.append(f"training, checkpoints {_steps_on_disk(ckpt)}")
+                continue
+        _finish(proc)  # it ended on its own: nothing left to interrupt
+        break
+    # Every checkpoint left behind by a killed process is complete and readable.
+    for path in ckpt.glob("step-*.safetensors"):
+        assert load_tree(path)["step"] == int(path.stem.split("-")[1])
+
+    if proc.poll() is None or not (out / "final.safetensors").exists():
+        _finish(_start(out, resume=True))
+    assert len(kills) >= 5, kills
+
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(1, MAX_STEPS + 1))
+    reference_history = json.loads((ref / "history.json").read_text())
+    for a, b in zip(history, reference_history, strict=True):
+        a = {k: v for k, v in a.items() if k != "time"}
+        b = {k: v for k, v in b.items() if k != "time"}
+        assert a == b
+    final, expected = load_file(out / "final.safetensors"), load_file(ref / "final.safetensors")
+    assert final.keys() == expected.keys()
+    for key, tensor in expected.items():
+        assert torch.equal(final[key], tensor), key
+    # No temporary file from an interrupted write is left in the checkpoint folder.
+    assert sorted(p.name for p in ckpt.iterdir() if p.name.endswith(".tmp")) == []
