@@ -31,8 +31,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 data: setup
 	$(BIN)/conchshell data build --out $(DATA)
 
+# The main job: train the CPU-scale ConchShell on the stand-in dataset (about
+# 12 minutes on two cores), then write out/demo/gallery/index.html.
 demo: data
-	$(BIN)/conchshell data summary $(DATA)
+	$(BIN)/conchshell demo --data $(DATA) --out out/demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -116,7 +116,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from conchshell.demo import run_demo
 
-    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed)
+    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed, scale=args.scale)
     print(f"open {index} to see and hear the results")
     return 0
 
@@ -146,6 +146,28 @@ def _cmd_mos_summary(args: argparse.Namespace) -> int:
     if args.csv is not None:
         with atomic_write(args.csv, "w") as handle:
             handle.write(result.to_csv())
+    return 0
+
+
+def _cmd_report_table1(args: argparse.Namespace) -> int:
+    from conchshell.reports import table1
+
+    report = table1(scale=args.scale)
+    print(report.to_markdown())
+    if args.out is not None:
+        for path in report.save(args.out):
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_report_table2(args: argparse.Namespace) -> int:
+    from conchshell.reports import table2
+
+    report = table2(args.models, args.data, splits=args.split, max_items=args.max_items, verbose=1)
+    print(report.to_markdown())
+    if args.out is not None:
+        for path in report.save(args.out):
+            print(f"wrote {path}")
     return 0
 
 
@@ -244,11 +266,44 @@ def build_parser() -> argparse.ArgumentParser:
     msum.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     msum.set_defaults(func=_cmd_mos_summary)
 
+    report = sub.add_parser("report", help="the paper's Table 1 and Table 2 for our models")
+    report_sub = report.add_subparsers(dest="report_command", metavar="SUBCOMMAND")
+    report_sub.required = True
+    t1 = report_sub.add_parser(
+        "table1", help="parameters and MACs of every preset's D, G and image module"
+    )
+    t1.add_argument(
+        "--scale", default="paper", choices=("paper", "cpu", "tiny"), help="component sizes"
+    )
+    t1.add_argument("--out", type=Path, default=None, help="also write table1.md and .csv here")
+    t1.set_defaults(func=_cmd_report_table1)
+    t2 = report_sub.add_parser(
+        "table2", help="PESQ, STOI and music-aware measures of saved models on a dataset"
+    )
+    t2.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="folders written by 'conchshell fit'"
+    )
+    t2.add_argument("--data", type=Path, required=True, help="BOP-layout dataset folder")
+    t2.add_argument(
+        "--split", nargs="+", default=["train", "val"], choices=("train", "val"), help="splits"
+    )
+    t2.add_argument(
+        "--out", type=Path, default=None, help="also write table2.md, .csv and .png here"
+    )
+    t2.add_argument("--max-items", type=int, default=None, help="images per split, at most")
+    t2.set_defaults(func=_cmd_report_table2)
+
     demo = sub.add_parser("demo", help="the main job: train the CPU preset, write a gallery")
     demo.add_argument("--data", type=Path, default=Path("data/standin"), help="dataset folder")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--minutes", type=float, default=12.0, help="training time budget")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--scale",
+        default="cpu",
+        choices=("cpu", "tiny"),
+        help="preset scale (tiny: seconds, for smoke tests)",
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 

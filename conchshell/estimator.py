@@ -804,6 +804,24 @@ class ImageToMusic(BaseEstimator):
                 f"{self.level!r}; refit it (fit) after changing the level"
             )
 
+    def predict_categories(self, images: object) -> np.ndarray:
+        """The category id each image's music is conditioned on by default.
+
+        It is the encoder's scene prediction (or, for encoders that do not
+        classify, a logistic regression on the extractor's features).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,), int
+        """
+        from conchshell.data.images import to_image_batch
+
+        self._check_fitted()
+        batch = to_image_batch(images)
+        with torch.inference_mode():
+            feats = self._features(batch.to(self.generator_.device_))
+            return self._predict_categories(batch, feats).numpy()
+
     def predict_latents(self, images: object, categories: object = None) -> torch.Tensor:
         """Continuous latents the generator predicts, shape (n, emb_width, T)."""
         from conchshell.data.images import to_image_batch
@@ -931,16 +949,30 @@ class ImageToMusic(BaseEstimator):
     def score(self, X: object, y: object = None) -> float:
         """Mean wide-band PESQ between generated and paired audio (the paper's metric).
 
-        Clips on which PESQ finds no utterance are left out of the mean.
-        """
-        from conchshell.metrics import pesq_wb
+        Parameters
+        ----------
+        X : dataset or images
+            A dataset (its images and paired clips are used), or images.
+        y : array-like of shape (n, n_samples), optional
+            The paired 16 kHz clips, when ``X`` holds images.
 
-        dataset = self._as_dataset(X, None, None) if y is None else self._as_dataset(X, y, None)
-        generated = self.predict(dataset.stack_images())
-        reference = _fit_length(dataset.stack_audio(), self._n_samples).numpy()
-        values = [pesq_wb(ref, gen) for ref, gen in zip(reference, generated, strict=True)]
-        values = [v for v in values if not math.isnan(v)]
-        return float(np.mean(values)) if values else float("nan")
+        Returns
+        -------
+        float
+            Mean PESQ; clips on which PESQ finds no utterance are left out.
+        """
+        from conchshell.data.dataset import PairDataset
+        from conchshell.metrics import nanmean_count, pesq_wb
+
+        if isinstance(X, PairDataset):
+            images, reference = X.stack_images(), X.stack_audio()
+        elif y is None:
+            raise ValueError("score needs a dataset, or images X with their paired audio y")
+        else:
+            images, reference = X, torch.as_tensor(np.asarray(y, dtype=np.float32))
+        generated = self.predict(images)
+        reference = _fit_length(reference, self._n_samples).numpy()
+        return nanmean_count(pesq_wb(reference, generated))[0]
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
