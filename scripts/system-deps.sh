@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages conchshell needs beyond Python wheels:
-# a sampled piano soundfont for the stand-in dataset. Only what is missing
+# a piano soundfont and a headless browser for the tests. Only what is missing
 # is installed, so re-running is cheap. Needs root (or sudo) and apt.
 set -euo pipefail
 
-packages=(fluidr3mono-gm-soundfont)
+# fluidr3mono-gm-soundfont: the sampled piano the stand-in dataset is rendered with.
+# chromium, chromium-driver: the MOS page's end-to-end browser test.
+packages=(fluidr3mono-gm-soundfont chromium chromium-driver)
 
 missing=()
 for pkg in "${packages[@]}"; do
