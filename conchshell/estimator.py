@@ -164,6 +164,15 @@ class ImageToMusic(BaseEstimator):
     keep_checkpoints : int, default=2
         How many recent checkpoints to keep (older ones are deleted, so a
         damaged latest one still has a predecessor to fall back on).
+    max_bad_steps : int, default=10
+        A GAN step whose loss or gradient is not finite is skipped (logged as
+        ``skipped_d`` / ``skipped_g`` in ``history_``). After this many
+        consecutive such steps, training rolls back to the newest readable
+        checkpoint (weights, optimisers, schedulers; the data stream goes on,
+        so the retry sees other batches) and the next step's record carries a
+        ``rollback`` entry; without a checkpoint to return to, or when a
+        rollback to the same checkpoint fails three times, ``fit`` raises
+        ``RuntimeError``. 0 never rolls back.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train and predict. Components left at ``"auto"`` follow it.
     random_state : int, RandomState or None, default=None
@@ -222,6 +231,7 @@ class ImageToMusic(BaseEstimator):
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
         keep_checkpoints: int = 2,
+        max_bad_steps: int = 10,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
@@ -251,6 +261,7 @@ class ImageToMusic(BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
+        self.max_bad_steps = max_bad_steps
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -266,7 +277,7 @@ class ImageToMusic(BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_steps", "warm_start_steps"):
+        for name in ("max_steps", "warm_start_steps", "max_bad_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -416,6 +427,9 @@ class ImageToMusic(BaseEstimator):
         ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         if ckpt_dir is not None and dist.is_main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
+            # A process killed while writing leaves its temporary file: clear it.
+            for stale in ckpt_dir.glob(".*.tmp") if resume else ():
+                stale.unlink(missing_ok=True)
         try:
             self._fit(dataset, device, dist, seed, ckpt_dir, resume)
         finally:
@@ -588,21 +602,20 @@ class ImageToMusic(BaseEstimator):
         aug = np.random.default_rng(seed)
         step = 0
         queue: list[int] = []  # what is left of the current epoch's permutation
+        trainable = (gen, disc, opt_g, opt_d, sched_g, sched_d)
         if resume and ckpt_dir is not None:
             state = self._latest_checkpoint(ckpt_dir)
             if state is not None:
-                gen.load_state_dict(state["generator"])
-                disc.load_state_dict(state["discriminator"])
-                opt_g.load_state_dict(state["opt_g"])
-                opt_d.load_state_dict(state["opt_d"])
-                sched_g.load_state_dict(state["sched_g"])
-                sched_d.load_state_dict(state["sched_d"])
+                self._restore_training(state, *trainable)
                 order.set_state(state["order_rng"])
                 aug.bit_generator.state = json.loads(state["aug_rng"])
                 torch.set_rng_state(state["torch_rng"])
-                self.history_ = list(state["history"])
                 step = int(state["step"])
                 queue = list(state["queue"])
+        bad = 0  # consecutive steps with a skipped (non-finite) update
+        due = False  # a checkpoint is due but waits for a step without faults
+        rollbacks: dict[int, int] = {}
+        pending: dict[str, Any] | None = None
         n = len(features)
         global_batch = self.batch_size * dist.world_size
         bar = tqdm(
@@ -633,14 +646,26 @@ class ImageToMusic(BaseEstimator):
                 lr_d=sched_d.get_last_lr()[0],
                 time=round(time.perf_counter() - start, 3),
             )
+            if pending is not None:
+                record["rollback"], pending = pending, None
             self.history_.append(record)
+            bad = bad + 1 if ("skipped_d" in record or "skipped_g" in record) else 0
             bar.update(1)
             bar.set_postfix(
                 g=f"{record.get('g_total', float('nan')):.3g}",
                 d=f"{record.get('d_total', float('nan')):.3g}",
             )
             last = step == self.max_steps or self._out_of_time(start, dist)
-            if ckpt_dir is not None and (step % self.checkpoint_every == 0 or last):
+            if self.max_bad_steps and bad >= self.max_bad_steps and not last:
+                pending = self._roll_back(ckpt_dir, step, bad, rollbacks, trainable)
+                step, bad, due = pending["to_step"], 0, False
+                bar.n = step
+                bar.refresh()
+                continue
+            due = due or step % self.checkpoint_every == 0
+            # A checkpoint never captures a faulty step, so a rollback returns to a sound one.
+            if ckpt_dir is not None and ((due and bad == 0) or last):
+                due = False
                 if dist.is_main:
                     self._write_checkpoint(
                         ckpt_dir, step, gen, disc, opt_g, opt_d, sched_g, sched_d, order, aug, queue
@@ -651,6 +676,57 @@ class ImageToMusic(BaseEstimator):
         bar.close()
         gen.eval()
         disc.eval()
+
+    def _restore_training(
+        self,
+        state: dict[str, Any],
+        gen: torch.nn.Module,
+        disc: torch.nn.Module,
+        opt_g: Any,
+        opt_d: Any,
+        sched_g: Any,
+        sched_d: Any,
+    ) -> None:
+        gen.load_state_dict(state["generator"])
+        disc.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sched_g.load_state_dict(state["sched_g"])
+        sched_d.load_state_dict(state["sched_d"])
+        self.history_ = list(state["history"])
+
+    def _roll_back(
+        self,
+        ckpt_dir: Path | None,
+        step: int,
+        bad: int,
+        rollbacks: dict[int, int],
+        trainable: tuple,
+    ) -> dict[str, Any]:
+        """Return to the newest checkpoint after ``bad`` consecutive faulty steps."""
+        state = self._latest_checkpoint(ckpt_dir) if ckpt_dir is not None else None
+        if state is None:
+            raise RuntimeError(
+                f"training diverged: {bad} consecutive steps up to step {step} had a non-finite "
+                "loss or gradient, and there is no checkpoint to roll back to (set "
+                "checkpoint_dir, or lower lr_g/lr_d)"
+            )
+        target = int(state["step"])
+        rollbacks[target] = rollbacks.get(target, 0) + 1
+        if rollbacks[target] > 3:
+            raise RuntimeError(
+                f"training diverged: rolled back to the checkpoint of step {target} three times "
+                f"and it failed again ({bad} consecutive faulty steps up to step {step}); "
+                "lower lr_g/lr_d or check the data for NaN/Inf"
+            )
+        self._restore_training(state, *trainable)
+        warnings.warn(
+            f"{bad} consecutive non-finite steps up to step {step}: rolled back to the "
+            f"checkpoint of step {target}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return {"from_step": step, "to_step": target, "bad_steps": bad}
 
     def _out_of_time(self, start: float, dist: Any) -> bool:
         if self.max_time is None:
@@ -695,6 +771,11 @@ class ImageToMusic(BaseEstimator):
                 record["skipped_d"] = "non-finite gradient"
         else:
             record["skipped_d"] = "non-finite loss"
+        if not bool(torch.isfinite(fake.detach()).all()):
+            # The codec refuses non-finite latents: skip the generator's update instead.
+            record["skipped_g"] = "non-finite output"
+            opt_d.zero_grad(set_to_none=True)
+            return record
         # Generator: adversarial + feature matching on latents, and the
         # wave/mel terms through straight-through quantisation and the frozen
         # (but differentiable) decoder, so they really reach the generator.
