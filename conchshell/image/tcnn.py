@@ -483,13 +483,21 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
             n_groups = len(np.unique(groups))
             if n_groups < 2:
                 raise ValueError(f"groups must name at least 2 groups to split, got {n_groups}")
-            # One fold of a stratified group k-fold: whole groups, classes kept in proportion.
+            # A fold of a stratified group k-fold: whole groups on one side. One large group
+            # (a panorama's tiles) can still unbalance a fold, so keep the fold whose class
+            # proportions are closest to the whole set's.
             n_splits = min(n_groups, max(2, round(1 / self.validation_fraction)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "least populated class" notes
                 splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=rng)
-                train, valid = next(splitter.split(index, y, groups))
-            return train, valid
+                folds = list(splitter.split(index, y, groups))
+            overall = np.bincount(y, minlength=y.max() + 1) / n
+
+            def imbalance(fold: tuple[np.ndarray, np.ndarray]) -> float:
+                share = np.bincount(y[fold[1]], minlength=len(overall)) / len(fold[1])
+                return float(np.abs(share - overall).sum())
+
+            return min(folds, key=imbalance)
         counts = np.bincount(y)
         counts = counts[counts > 0]
         stratify = y if counts.min() >= 2 and n_valid >= len(counts) else None
