@@ -46,7 +46,7 @@ def render() -> str:
             os.environ["COLUMNS"] = old
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001
+def on_page_markdown(markdown: str, page: object, config: object, files: object) -> str:
     """mkdocs event: fill the marker of the page that has one."""
     if MARKER not in markdown:
         return markdown

@@ -1,0 +1,369 @@
+"""The documentation: the site builds strictly, the examples run, every public name is documented.
+
+- ``mkdocs build --strict`` into a temporary folder, and its CLI page covers every subcommand;
+- every notebook under ``examples/`` is committed without outputs and executes at tiny scale
+  (``CONCHSHELL_EXAMPLE_SCALE=tiny``) with nbclient, on the ``python3`` kernel that the
+  ``ipykernel`` package installs into the virtualenv (``sys.prefix/share/jupyter/kernels``);
+- ``examples/quickstart.py --scale tiny`` runs;
+- every ```python block of README.md runs, in order, in one namespace, in a temporary working
+  folder that holds (a link to) the stand-in dataset at ``data/standin``, as after ``make demo``;
+- every public class and function (conchshell's lazy exports and each public module's
+  ``__all__``) has a docstring, with a numpy-style Parameters section where it takes arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
+
+
+# ----------------------------------------------------------------------------- the site
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-4000:]}"
+    return out
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+def test_site_builds_strictly_with_every_page(site):
+    nav_pages = re.findall(r":\s*([\w/-]+)\.md\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert len(nav_pages) >= 15
+    for page in nav_pages:
+        target = site / ("" if page == "index" else page) / "index.html"
+        assert target.is_file(), f"{page}.md was not rendered"
+    # mkdocstrings rendered the API, e.g. the estimator's methods.
+    api = (site / "api" / "estimator" / "index.html").read_text()
+    assert "predict_latents" in api and "generate_files" in api
+
+
+def test_cli_reference_covers_every_subcommand(site):
+    from conchshell.cli import build_parser
+
+    page = (site / "cli" / "index.html").read_text()
+    commands = list(_commands(build_parser()))
+    assert len(commands) > 5
+    for path in commands:
+        name = " ".join(("conchshell", *path))
+        assert f"<code>{name}</code>" in page, f"{name} is missing from the CLI reference"
+        assert f"usage: {name}" in page
+
+
+# ------------------------------------------------------------------------ the notebooks
+def test_there_are_examples():
+    assert (EXAMPLES / "quickstart.py").is_file()
+    assert {p.name for p in NOTEBOOKS} >= {"swap_components.ipynb", "own_pairs.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    # The kernel inherits the environment: tiny scale, one thread (the test models are tiny).
+    monkeypatch.setenv("CONCHSHELL_EXAMPLE_SCALE", "tiny")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+    nb = nbformat.read(path, as_version=4)
+    # ipykernel's own spec ("python3") launches sys.executable, i.e. this virtualenv.
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type == "stream" and o.name == "stdout" for o in outputs)
+
+
+@pytest.mark.slow
+def test_quickstart_runs_at_tiny_scale(tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        quickstart = importlib.import_module("quickstart")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = quickstart.main(["--scale", "tiny", "--out", str(tmp_path / "qs")])
+    assert (out / "model" / "params.json").is_file()
+    assert sorted(p.suffix for p in (out / "music").iterdir()) == [".png", ".png", ".wav", ".wav"]
+
+
+# --------------------------------------------------------------------------- the README
+def _readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+@pytest.fixture
+def standin_workdir(tmp_path, monkeypatch) -> Path:
+    """A working folder where ``data/standin`` is the stand-in dataset, as after make demo."""
+    (tmp_path / "data").mkdir()
+    built = ROOT / "data" / "standin"
+    if (built / "Label" / "Label.xlsx").is_file():
+        (tmp_path / "data" / "standin").symlink_to(built, target_is_directory=True)
+    else:
+        from conchshell.data.build import build_standin
+
+        build_standin(tmp_path / "data" / "standin", seed=0)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_has_runnable_examples_and_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```\w*\n(.*?)```", text, re.S).group(1)
+    assert "make demo" in first_block and "make test" in first_block
+    assert len(_readme_blocks()) >= 5
+
+
+@pytest.mark.slow
+def test_readme_python_blocks_run_in_order(standin_workdir):
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for i, block in enumerate(_readme_blocks(), start=1):
+            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    assert (standin_workdir / "models" / "tiny" / "params.json").is_file()
+    assert (standin_workdir / "music" / "ocean000.wav").is_file()
+
+
+# ------------------------------------------------------------------------ the docstrings
+_SECTION = r"^\s*{}\s*\n\s*-{{3,}}\s*$"
+_PARAMETERS = re.compile(_SECTION.format("Parameters"), re.M)
+_ATTRIBUTES = re.compile(_SECTION.format("Attributes"), re.M)
+
+
+def _public_modules() -> list[str]:
+    import conchshell
+
+    names = ["conchshell"]
+    for info in pkgutil.walk_packages(conchshell.__path__, "conchshell."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return names
+
+
+def _public_objects() -> dict[str, object]:
+    """Every public callable, keyed by where it is defined (so re-exports count once)."""
+    import conchshell
+
+    found: dict[str, object] = {}
+
+    def add(obj: object) -> None:
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            found.setdefault(f"{obj.__module__}.{obj.__qualname__}", obj)
+
+    for name in conchshell.__all__:
+        if not name.startswith("_"):
+            add(getattr(conchshell, name))
+    for module_name in _public_modules():
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            add(getattr(module, name))
+    return found
+
+
+def _takes_arguments(func: object) -> bool:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return any(p.name not in ("self", "cls") for p in signature.parameters.values())
+
+
+def _problem(func: object) -> str | None:
+    doc = inspect.getdoc(func) or ""
+    if not doc.strip():
+        return "no docstring"
+    if _takes_arguments(func) and not _PARAMETERS.search(doc):
+        return "no Parameters section"
+    return None
+
+
+def docstring_problems() -> dict[str, str]:
+    """``{qualified name: problem}`` for every undocumented public class, function or method."""
+    problems: dict[str, str] = {}
+    for qual, obj in _public_objects().items():
+        if inspect.isfunction(obj):
+            if (problem := _problem(obj)) is not None:
+                problems[qual] = problem
+            continue
+        doc = inspect.getdoc(obj) or ""
+        init = obj.__dict__.get("__init__")
+        if not doc.strip():
+            problems[qual] = "no docstring"
+        elif init is not None and _takes_arguments(init):
+            documented = _PARAMETERS.search(doc) or _PARAMETERS.search(inspect.getdoc(init) or "")
+            # A dataclass's fields are its arguments; numpydoc lists them as Attributes.
+            if dataclasses.is_dataclass(obj) and _ATTRIBUTES.search(doc):
+                documented = True
+            if not documented:
+                problems[qual] = "no Parameters section"
+        for name, member in vars(obj).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(member, property):
+                if not (member.__doc__ or "").strip():
+                    problems[f"{qual}.{name}"] = "no docstring"
+                continue
+            func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+            if inspect.isfunction(func) and (problem := _problem(func)) is not None:
+                problems[f"{qual}.{name}"] = problem
+    return problems
+
+
+# Public names documented without a Parameters section (or without a docstring) when this
+# test was written; their owners should complete them and delete the line. No name may join.
+KNOWN_GAPS = frozenset(
+    {
+        "conchshell.base.TorchComponent.n_parameters",
+        "conchshell.base.seed_from_random_state",
+        "conchshell.base.seeded",
+        "conchshell.cli.main",
+        "conchshell.codec.checkpoint.load_state_dict_strict",
+        "conchshell.codec.jukebox.JukeboxCodec.hop_length",
+        "conchshell.codec.jukebox.JukeboxCodec.latent_length",
+        "conchshell.codec.jukebox.JukeboxCodec.reconstruct",
+        "conchshell.codec.jukebox.JukeboxCodec.save",
+        "conchshell.codec.jukebox.JukeboxCodec.small",
+        "conchshell.codec.jukebox.JukeboxCodec.tiny",
+        "conchshell.data.audio.decode_audio",
+        "conchshell.data.bop.parse_category_folder",
+        "conchshell.data.dataset.PairDataset.get_category",
+        "conchshell.data.dataset.PairDataset.get_feature",
+        "conchshell.data.dataset.PairDataset.get_image",
+        "conchshell.data.dataset.PairDataset.get_waveform",
+        "conchshell.data.dataset.PairDataset.item_rng",
+        "conchshell.data.dataset.TensorPairDataset.get_waveform",
+        "conchshell.data.scenes.category_by_name",
+        "conchshell.distributed.DistContext",
+        "conchshell.distributed.DistContext.barrier",
+        "conchshell.distributed.DistContext.close",
+        "conchshell.distributed.DistContext.device",
+        "conchshell.distributed.DistContext.enabled",
+        "conchshell.distributed.DistContext.wrap",
+        "conchshell.distributed.context",
+        "conchshell.estimator.ImageToMusic.generate_files",
+        "conchshell.estimator.ImageToMusic.load",
+        "conchshell.estimator.ImageToMusic.predict_categories",
+        "conchshell.estimator.ImageToMusic.predict_latents",
+        "conchshell.estimator.ImageToMusic.save",
+        "conchshell.evaluation.beats.match_onsets",
+        "conchshell.evaluation.descriptors.DescriptorProfile.distances",
+        "conchshell.evaluation.descriptors.DescriptorProfile.predict",
+        "conchshell.evaluation.descriptors.DescriptorProfile.report",
+        "conchshell.evaluation.descriptors.DescriptorProfile.score",
+        "conchshell.evaluation.descriptors.DescriptorProfile.transform",
+        "conchshell.evaluation.descriptors.DescriptorProfile.zscores",
+        "conchshell.evaluation.descriptors.descriptor_distance",
+        "conchshell.evaluation.descriptors.mean_chroma",
+        "conchshell.evaluation.relevance.RelevanceClassifier.featurize",
+        "conchshell.evaluation.relevance.RelevanceClassifier.predict",
+        "conchshell.evaluation.relevance.RelevanceClassifier.predict_proba",
+        "conchshell.evaluation.relevance.RelevanceClassifier.transform",
+        "conchshell.gallery.write_gallery",
+        "conchshell.gan.discriminator.MultiScaleDiscriminator.small",
+        "conchshell.gan.discriminator.MultiScaleDiscriminator.tiny",
+        "conchshell.gan.discriminator.MultiScaleDiscriminatorModule",
+        "conchshell.gan.discriminator.MultiScaleDiscriminatorModule.forward",
+        "conchshell.gan.discriminator.ScaleDiscriminator.forward",
+        "conchshell.gan.discriminator.ScaleDiscriminator.output_length",
+        "conchshell.gan.generator.PooledGenerator.forward",
+        "conchshell.gan.generator.ResidualBlock.forward",
+        "conchshell.gan.generator.StridedGenerator.forward",
+        "conchshell.gan.generator.StridedGenerator.input_width",
+        "conchshell.gan.losses.ConchShellLoss.generator",
+        "conchshell.gan.losses.code_l1_loss",
+        "conchshell.gan.losses.generator_hinge_loss",
+        "conchshell.gan.losses.latent_l1_loss",
+        "conchshell.gan.losses.log_mel",
+        "conchshell.image.forging.ForgingModule.forward",
+        "conchshell.image.forging.TemporalForger.fit",
+        "conchshell.image.tcnn.TCNNModule.forward",
+        "conchshell.image.tcnn.TCNNModule.forward_features",
+        "conchshell.image.vgg.VGGEncoder.fit",
+        "conchshell.image.vgg.VGGFeatures.forward",
+        "conchshell.io.atomic_write",
+        "conchshell.io.load_tree",
+        "conchshell.levels.level_index",
+        "conchshell.levels.level_name",
+        "conchshell.metrics.nanmean_count",
+        "conchshell.mos.app.MOSApp.running",
+        "conchshell.mos.pages.done_page",
+        "conchshell.mos.pages.error_page",
+        "conchshell.mos.pages.rate_page",
+        "conchshell.mos.pages.start_page",
+        "conchshell.mos.store.MOSSummary.to_markdown",
+        "conchshell.mos.store.RatingStore.done",
+        "conchshell.mos.store.rating_sequence",
+        "conchshell.mos.store.shuffled",
+        "conchshell.mos.store.summarize",
+        "conchshell.postprocess.SpectralGate.fit",
+        "conchshell.postprocess.SpectralGate.transform",
+        "conchshell.presets.baseline_1",
+        "conchshell.presets.baseline_2",
+        "conchshell.presets.baseline_3",
+        "conchshell.presets.get",
+        "conchshell.presets.vgg_baseline",
+        "conchshell.profile.count_macs",
+        "conchshell.profile.count_parameters",
+        "conchshell.video.i3d.I3DBackbone.forward",
+        "conchshell.video.i3d.I3DExtractor.fit",
+    }
+)
+
+
+def test_every_public_callable_is_documented():
+    problems = docstring_problems()
+    assert len(_public_objects()) > 100
+    new = {k: v for k, v in problems.items() if k not in KNOWN_GAPS}
+    assert not new, "public names without a proper docstring:\n" + "\n".join(
+        f"  {k}: {v}" for k, v in sorted(new.items())
+    )
+    fixed = sorted(KNOWN_GAPS - set(problems))
+    if fixed:
+        warnings.warn(f"documented now, delete from KNOWN_GAPS: {fixed}", stacklevel=1)
