@@ -385,7 +385,7 @@ def table1(
     --------
     >>> rows = table1(scale="paper", presets=["conchshell"]).rows  # doctest: +SKIP
     >>> rows[0]["module"], rows[0]["params"], rows[0]["macs"]  # doctest: +SKIP
-    ('D-Deep', 9212358, 43950148608)
+    ('D-Deep', 9212358, 43949956608)
     """
     from conchshell.presets import PRESETS
 
