@@ -948,6 +948,12 @@ class ImageToMusic(BaseEstimator):
         n = batch.shape[0]
         if categories is not None:
             categories = self._category_ids(categories, n)
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         step = batch_size or 8
         out = []
         for start in range(0, n, step):
@@ -998,6 +1004,16 @@ class ImageToMusic(BaseEstimator):
         -------
         list of Path
             The WAV files written.
+
+        Raises
+        ------
+        ValueError
+            When a name is not a plain file name (empty, a path, ``..``) or
+            two images share a name (one would overwrite the other).
+        OSError
+            When a file cannot be written (full disk, missing rights), naming
+            it. Every file is written atomically: the ones written before the
+            error are complete, and no partial file is left.
         """
         from PIL import Image
 
@@ -1005,7 +1021,6 @@ class ImageToMusic(BaseEstimator):
         from conchshell.data.images import denormalize, to_image_batch
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         items = list(images) if not isinstance(images, torch.Tensor) else list(images.unbind(0))
         if names is None:
             names = [
@@ -1014,8 +1029,10 @@ class ImageToMusic(BaseEstimator):
             ]
         if len(names) != len(items):
             raise ValueError(f"{len(names)} names given for {len(items)} images")
+        _check_file_names(names)
         clips = self.predict(items, categories=categories)
         batch = to_image_batch(items)
+        out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, clip, image in zip(names, clips, batch, strict=True):
             wav = out / f"{name}.wav"
@@ -1093,8 +1110,29 @@ class ImageToMusic(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> ImageToMusic:
-        """Load a model written by :meth:`save`. Runs no code from the files."""
+        """Load a model written by :meth:`save`. Runs no code from the files.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the folder holds no model.
+        ValueError
+            When its files are damaged, tampered with or do not fit together
+            (e.g. weights of another size), naming the folder.
+        """
         folder = Path(path)
+        try:
+            return cls._load(folder, device)
+        except (KeyError, TypeError, AttributeError, RuntimeError, json.JSONDecodeError) as exc:
+            # A hand-edited or mismatched folder: name it rather than fail deep in torch.
+            detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])
+            raise ValueError(
+                f"{folder} holds a damaged or incompatible conchshell model "
+                f"({type(exc).__name__}: {detail})"
+            ) from exc
+
+    @classmethod
+    def _load(cls, folder: Path, device: str | None) -> ImageToMusic:
         params_file = folder / _PARAMS_FILE
         if not params_file.is_file():
             raise FileNotFoundError(f"{folder} holds no conchshell model (no {_PARAMS_FILE})")
@@ -1145,6 +1183,19 @@ def _fit_length(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
     if audio.shape[-1] >= n_samples:
         return audio[..., :n_samples]
     return torch.nn.functional.pad(audio, (0, n_samples - audio.shape[-1]))
+
+
+def _check_file_names(names: Sequence[object]) -> None:
+    """Names become ``<name>.wav`` in one folder: plain, distinct file names only."""
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or name.strip() in ("", ".", "..") or "\x00" in name:
+            raise ValueError(f"file name {name!r} is empty or not a plain file name")
+        if "/" in name or "\\" in name or name != Path(name).name:
+            raise ValueError(f"file name {name!r} must not contain a path separator")
+        if name in seen:
+            raise ValueError(f"two images share the name {name!r}; one would overwrite the other")
+        seen.add(name)
 
 
 def _grads_finite(module: torch.nn.Module) -> bool:

@@ -59,9 +59,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # e.g. a full disk: say which file could not be written.
+            raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
         raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -165,4 +168,8 @@ def load_tree(path: str | os.PathLike[str]) -> Any:
         skeleton = json.loads(header["__metadata__"][_META_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable conchshell file ({exc})") from exc
-    return _unflatten(skeleton, tensors)
+    try:
+        return _unflatten(skeleton, tensors)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        # A skeleton pointing at missing tensors or carrying unknown entries.
+        raise ValueError(f"{path} is not a readable conchshell file ({exc!r})") from exc

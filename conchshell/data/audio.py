@@ -15,6 +15,7 @@ than a traceback from inside libsndfile or torch.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import struct
@@ -499,8 +500,12 @@ def save_audio(path: PathLike, wave: np.ndarray | torch.Tensor, sample_rate: int
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        # Encode in memory first: libsndfile writing through a Python file object
+        # swallows write errors (a full disk) in its callbacks.
+        encoded = io.BytesIO()
+        sf.write(encoded, arr.T, sample_rate, format="WAV", subtype="PCM_16")
         with os.fdopen(fd, "wb") as f:
-            sf.write(f, arr.T, sample_rate, format="WAV", subtype="PCM_16")
+            f.write(encoded.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)

@@ -512,7 +512,12 @@ def build_standin(out: str | os.PathLike, seed: int = 0, force: bool = False) ->
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(staging, root)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # e.g. a full disk mid-write: say where.
+            raise type(exc)(
+                exc.errno, f"cannot write the stand-in dataset {str(root)!r}: {exc.strerror}"
+            ) from exc
         raise
     return _summarise(root, time.perf_counter() - start, reused=False)
