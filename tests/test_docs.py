@@ -367,3 +367,46 @@ def test_every_public_callable_is_documented():
     fixed = sorted(KNOWN_GAPS - set(problems))
     if fixed:
         warnings.warn(f"documented now, delete from KNOWN_GAPS: {fixed}", stacklevel=1)
+
+
+# ------------------------------------------------------------------ Table 1 in the docs
+def _documented_table1() -> dict[str, tuple[int, int]]:
+    text = (ROOT / "docs" / "presets.md").read_text()
+    rows = re.findall(
+        r"^\| ([\w-]+(?: \(T = \d+\))?|VGG-16 features) \| ([\d,]+) \| ([\d,]+) \|", text, re.M
+    )
+    return {name: (int(p.replace(",", "")), int(m.replace(",", ""))) for name, p, m in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:VGGEncoder:UserWarning")
+def test_presets_page_shows_what_profile_measures():
+    """The measured columns of docs/presets.md, re-measured (on the meta device: shapes only)."""
+    import torch
+    from torch import nn
+
+    from conchshell.gan.discriminator import MultiScaleDiscriminator
+    from conchshell.gan.generator import Generator
+    from conchshell.image.tcnn import TCNNEncoder
+    from conchshell.image.vgg import VGGEncoder
+    from conchshell.profile import profile
+
+    table = _documented_table1()
+    assert len(table) == 9
+    image = torch.zeros(1, 3, 224, 224, device="meta")
+    for name, n_blocks in (("TCNN-6", 6), ("TCNN-18", 18)):
+        module = TCNNEncoder(n_blocks=n_blocks, device="cpu").initialize().module_.to("meta")
+        p = profile(module, image)
+        assert (p.params, p.macs) == table[name]
+    vgg = VGGEncoder(device="cpu").initialize().module_.to("meta")
+    p = profile(vgg, image)
+    assert (p.params, p.macs) == table["VGG-16 features"]
+    disc = MultiScaleDiscriminator(device="cpu").initialize().module_.to("meta")
+    for level, frames in (("High", 1000), ("Low", 4000), ("Deep", 16000)):
+        p = profile(disc, torch.zeros(1, 1, 64 * frames, device="meta"))
+        assert (p.params, p.macs) == table[f"D-{level} (T = {frames})"]
+    inputs = torch.zeros(1, 2048, device="meta"), torch.tensor([0], device="meta")
+    for level in ("High", "Low", "Deep"):
+        module = Generator(level.lower(), device="cpu").initialize().module_.to("meta")
+        p = profile(module, *inputs, exclude=(nn.Embedding,))
+        assert (p.params, p.macs) == table[f"G-{level}"]
