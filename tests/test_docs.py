@@ -2,8 +2,8 @@
 
 - ``mkdocs build --strict`` into a temporary folder, and its CLI page covers every subcommand;
 - every notebook under ``examples/`` is committed without outputs and executes at tiny scale
-  (``CONCHSHELL_EXAMPLE_SCALE=tiny``) with nbclient, on the ``python3`` kernel that the
-  ``ipykernel`` package installs into the virtualenv (``sys.prefix/share/jupyter/kernels``);
+  (``CONCHSHELL_EXAMPLE_SCALE=tiny``) with nbclient, on a kernel that runs this interpreter
+  (so no ``ipykernel install`` step is needed on a fresh machine);
 - ``examples/quickstart.py --scale tiny`` runs;
 - every ```python block of README.md runs, in order, in one namespace, in a temporary working
   folder that holds (a link to) the stand-in dataset at ``data/standin``, as after ``make demo``;
@@ -97,9 +97,28 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, path.name
 
 
+@pytest.fixture
+def venv_kernel(tmp_path, monkeypatch) -> str:
+    """A kernel spec that launches this interpreter, first on the Jupyter path.
+
+    ipykernel's own ``python3`` spec in ``sys.prefix`` would do, but a user-level spec of the
+    same name (``~/.local/share/jupyter``) comes first and may launch another Python.
+    """
+    import json
+
+    spec = tmp_path / "jupyter" / "kernels" / "conchshell-venv"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "conchshell venv", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "conchshell-venv"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch):
+def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch, venv_kernel):
     import nbformat
     from nbclient import NotebookClient
 
@@ -108,9 +127,8 @@ def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     nb = nbformat.read(path, as_version=4)
-    # ipykernel's own spec ("python3") launches sys.executable, i.e. this virtualenv.
     client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=300, kernel_name=venv_kernel, resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
