@@ -68,6 +68,15 @@ def seed_from_random_state(random_state: int | np.random.RandomState | None) -> 
     """Draw a 31-bit torch seed from a scikit-learn style ``random_state``.
 
     ``None`` gives a fresh random seed; an int always gives the same seed.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.RandomState or None
+
+    Returns
+    -------
+    int
+        In ``[0, 2**31 - 1)``.
     """
     if isinstance(random_state, bool | float):
         raise ValueError(
@@ -82,6 +91,11 @@ def seeded(seed: int) -> Iterator[None]:
 
     Building a module inside this block makes its initial weights a function
     of ``seed`` alone, without disturbing the caller's random stream.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of torch's global generator inside the block.
     """
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
@@ -130,7 +144,17 @@ class TorchComponent(BaseEstimator):
         check_is_fitted(self, "module_")
 
     def n_parameters(self, trainable_only: bool = False) -> int:
-        """Number of parameters of ``module_`` (building it if needed)."""
+        """Number of parameters of ``module_`` (building it if needed).
+
+        Parameters
+        ----------
+        trainable_only : bool, default=False
+            Count only parameters with ``requires_grad``.
+
+        Returns
+        -------
+        int
+        """
         self._ensure_initialized()
         return sum(
             p.numel() for p in self.module_.parameters() if p.requires_grad or not trainable_only

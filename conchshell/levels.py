@@ -26,6 +26,16 @@ CLIP_SAMPLES = 128_000
 def level_index(level: str | int) -> int:
     """Map ``"deep"|"low"|"high"`` or ``0|1|2`` to the Jukebox level index.
 
+    Parameters
+    ----------
+    level : {"deep", "low", "high"} or {0, 1, 2}
+        A paper name (any case) or a Jukebox level index.
+
+    Returns
+    -------
+    int
+        0 (Deep, hop 8), 1 (Low, hop 32) or 2 (High, hop 128).
+
     Examples
     --------
     >>> level_index("deep"), level_index("High"), level_index(1)
@@ -41,6 +51,16 @@ def level_index(level: str | int) -> int:
 
 
 def level_name(level: str | int) -> str:
-    """Map a level index or name to its paper name (``"deep"``, ``"low"``, ``"high"``)."""
+    """Map a level index or name to its paper name (``"deep"``, ``"low"``, ``"high"``).
+
+    Parameters
+    ----------
+    level : {"deep", "low", "high"} or {0, 1, 2}
+        A paper name (any case) or a Jukebox level index.
+
+    Returns
+    -------
+    str
+    """
     index = level_index(level)
     return next(name for name, i in LEVELS.items() if i == index)

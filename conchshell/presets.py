@@ -113,17 +113,56 @@ def conchshell(scale: str = "paper", **params: Any) -> ImageToMusic:
 
 
 def baseline_1(scale: str = "paper", **params: Any) -> ImageToMusic:
-    """Baseline-1: ConchShell at the High level (G-High, D-High)."""
+    """Baseline-1: ConchShell at the High level (G-High, D-High).
+
+    Parameters
+    ----------
+    scale : {"paper", "cpu", "tiny"}, default="paper"
+        Component sizes (see the module docs).
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
+    """
     return conchshell(scale, level="high", **params)
 
 
 def baseline_2(scale: str = "paper", **params: Any) -> ImageToMusic:
-    """Baseline-2: ConchShell at the Low level (G-Low, D-Low)."""
+    """Baseline-2: ConchShell at the Low level (G-Low, D-Low).
+
+    Parameters
+    ----------
+    scale : {"paper", "cpu", "tiny"}, default="paper"
+        Component sizes (see the module docs).
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
+    """
     return conchshell(scale, level="low", **params)
 
 
 def baseline_3(scale: str = "paper", **params: Any) -> ImageToMusic:
-    """Baseline-3: ConchShell with the 18-block TCNN-18 image module."""
+    """Baseline-3: ConchShell with the 18-block TCNN-18 image module.
+
+    Parameters
+    ----------
+    scale : {"paper", "cpu", "tiny"}, default="paper"
+        Component sizes (see the module docs).
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
+    """
     return conchshell(scale, encoder__n_blocks=18, **params)
 
 
@@ -132,6 +171,18 @@ def vgg_baseline(scale: str = "paper", **params: Any) -> ImageToMusic:
 
     The forger repeats the last VGG block's map (group-averaged to three
     channels) along time instead of showing one block per frame.
+
+    Parameters
+    ----------
+    scale : {"paper", "cpu", "tiny"}, default="paper"
+        Component sizes (see the module docs).
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
     """
     from conchshell.image.vgg import VGGEncoder
 
@@ -148,7 +199,22 @@ PRESETS = {
 
 
 def get(name: str, scale: str = "paper", **params: Any) -> ImageToMusic:
-    """A preset by name (``"conchshell"``, ``"baseline_1"`` ... ``"vgg_baseline"``)."""
+    """A preset by name (``"conchshell"``, ``"baseline_1"`` ... ``"vgg_baseline"``).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PRESETS`.
+    scale : {"paper", "cpu", "tiny"}, default="paper"
+        Component sizes (see the module docs).
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name](scale, **params)

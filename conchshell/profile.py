@@ -70,6 +70,17 @@ class Profile:
 def count_parameters(module: nn.Module, exclude: Sequence[type[nn.Module]] = ()) -> int:
     """Count the parameters of ``module``, skipping submodules of ``exclude`` types.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+    exclude : sequence of module types, default=()
+        Parameters of submodules of these types are left out (Table 1 leaves
+        out the generators' ``nn.Embedding``).
+
+    Returns
+    -------
+    int
+
     Examples
     --------
     >>> count_parameters(torch.nn.Linear(3, 2))
@@ -159,5 +170,18 @@ def profile(
 
 
 def count_macs(module: nn.Module, *inputs: torch.Tensor, **kwargs: object) -> int:
-    """MACs of one forward pass of ``module`` on ``inputs`` (see :func:`profile`)."""
+    """MACs of one forward pass of ``module`` on ``inputs`` (see :func:`profile`).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    *inputs : torch.Tensor
+        The forward pass's positional inputs.
+    **kwargs
+        Passed on to :func:`profile` (``exclude``).
+
+    Returns
+    -------
+    int
+    """
     return profile(module, *inputs, **kwargs).macs
