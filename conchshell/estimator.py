@@ -1076,7 +1076,9 @@ class ImageToMusic(BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Save the fitted model to a folder: safetensors weights + JSON parameters.
 
-        Loading it with :meth:`load` executes no pickle.
+        Loading it with :meth:`load` executes no pickle. A failed save (an
+        unwritable folder, a full disk) raises ``OSError`` naming the file and
+        removes what it had written, so no partial model is left.
         """
         self._check_fitted()
         folder = Path(path)
@@ -1101,11 +1103,21 @@ class ImageToMusic(BaseEstimator):
             "categories": self.categories_,
             "level": self.level_,
         }
-        save_tree(folder / _MODEL_FILE, tree)
-        with atomic_write(folder / _PARAMS_FILE, "w") as handle:
-            json.dump(meta, handle, indent=2)
-        with atomic_write(folder / "history.json", "w") as handle:
-            json.dump(self.history_, handle)
+        written: list[Path] = []
+        try:
+            save_tree(folder / _MODEL_FILE, tree)
+            written.append(folder / _MODEL_FILE)
+            with atomic_write(folder / "history.json", "w") as handle:
+                json.dump(self.history_, handle)
+            written.append(folder / "history.json")
+            # params.json last: without it a folder holds no model, so a failed save
+            # (a full disk) leaves none half-written.
+            with atomic_write(folder / _PARAMS_FILE, "w") as handle:
+                json.dump(meta, handle, indent=2)
+        except BaseException:
+            for done in written:
+                done.unlink(missing_ok=True)
+            raise
         return folder
 
     @classmethod
