@@ -19,8 +19,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conchshell import presets
+from conchshell.datasets import make_toy_dataset
 from conchshell.io import load_tree
 
+pytestmark = pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
 SCRIPT = Path(__file__).parent / "scripts" / "reliability_fit.py"
 MAX_STEPS = 30
 EVERY = 2
@@ -126,3 +129,27 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
         assert torch.equal(final[key], tensor), key
     # No temporary file from an interrupted write is left in the checkpoint folder.
     assert sorted(p.name for p in ckpt.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_resume_clears_a_temporary_file_left_by_a_killed_write(tmp_path):
+    # What a SIGKILL during save_tree leaves: a hidden, partial temporary file.
+    toy = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=0)
+
+    def tiny(steps):
+        return presets.conchshell(
+            "tiny",
+            level="high",
+            random_state=0,
+            verbose=0,
+            max_steps=steps,
+            checkpoint_dir=tmp_path,
+        )
+
+    tiny(2).fit(toy)
+    whole = (tmp_path / "step-000000002.safetensors").read_bytes()
+    partial = tmp_path / ".step-000000003.safetensors.k1ll3d.tmp"
+    partial.write_bytes(whole[: len(whole) // 2])
+    resumed = tiny(3).fit(toy, resume=True)
+    assert [h["step"] for h in resumed.history_] == [1, 2, 3]
+    assert not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
