@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -1082,6 +1083,8 @@ class ImageToMusic(BaseEstimator):
         """
         self._check_fitted()
         folder = Path(path)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return folder  # under torchrun only rank 0 writes
         folder.mkdir(parents=True, exist_ok=True)
         tree: dict[str, Any] = {}
         for name in _COMPONENTS:

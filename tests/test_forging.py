@@ -118,3 +118,17 @@ def test_bad_input_is_named(params, inputs, match):
 def test_fit_checks_parameters():
     with pytest.raises(ValueError, match="n_frames"):
         TemporalForger(n_frames=np.int64(0)).fit()
+
+
+def test_static_mode_repeats_the_last_block_map():
+    from conchshell.image.forging import TemporalForger
+
+    maps = [torch.randn(2, 16, 8, 8), torch.randn(2, 7, 4, 4)]
+    video = TemporalForger(mode="static", size=16, n_frames=5, device="cpu").transform(maps)
+    assert video.shape == (2, 3, 5, 16, 16)
+    assert torch.equal(video[:, :, 0], video[:, :, 4])
+    # first group of 7 channels is 3 wide (tensor_split), averaged then resized
+    expected = torch.nn.functional.interpolate(
+        maps[1][:, :3].mean(1, keepdim=True), size=(16, 16), mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(video[:, :1, 2], expected)

@@ -4,8 +4,8 @@ I3D reads videos, and a still image has no time axis. Algorithm 1 of the
 paper forges one from the encoder's depth: every block's feature map becomes
 one RGB-like frame, repeated a few times, so "time" runs from shallow to deep
 features. :class:`TemporalForger` does this (``mode="groups"``), or builds
-the no-forging baseline of a static video of the image itself
-(``mode="repeat"``).
+a no-forging baseline: a static video of the image itself (``mode="repeat"``)
+or of the encoder's last block map (``mode="static"``, the VGG baseline).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from conchshell.image.tcnn import check_images
 
 __all__ = ["ForgingModule", "TemporalForger"]
 
-_MODES = ("groups", "repeat")
+_MODES = ("groups", "repeat", "static")
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -38,13 +38,13 @@ class ForgingModule(nn.Module):
 
     Parameters
     ----------
-    mode : {"groups", "repeat"}
+    mode : {"groups", "repeat", "static"}
     repeats : int
         Frames per block map (``"groups"``).
     size : int
         Output height and width.
     n_frames : int
-        Frames of the static video (``"repeat"``).
+        Frames of the static videos (``"repeat"``, ``"static"``).
     """
 
     def __init__(self, mode: str, repeats: int, size: int, n_frames: int) -> None:
@@ -55,14 +55,17 @@ class ForgingModule(nn.Module):
         """Video of shape (batch, 3, frames, size, size)."""
         if self.mode == "repeat":
             return repeat(_resize(x, self.size), "b c h w -> b c t h w", t=self.n_frames)
-        frames = []
-        for fmap in x:
-            # tensor_split gives the first C % 3 groups one channel more than the rest.
-            groups = torch.tensor_split(fmap, 3, dim=1)
-            frame = torch.cat([g.mean(dim=1, keepdim=True) for g in groups], dim=1)
-            frames.append(_resize(frame, self.size))
+        if self.mode == "static":
+            return repeat(self._frame(x[-1]), "b c h w -> b c t h w", t=self.n_frames)
+        frames = [self._frame(fmap) for fmap in x]
         video = torch.stack(frames, dim=2)  # (b, 3, n_blocks, size, size)
         return repeat(video, "b c n h w -> b c (n r) h w", r=self.repeats)
+
+    def _frame(self, fmap: torch.Tensor) -> torch.Tensor:
+        # tensor_split gives the first C % 3 groups one channel more than the rest.
+        groups = torch.tensor_split(fmap, 3, dim=1)
+        frame = torch.cat([g.mean(dim=1, keepdim=True) for g in groups], dim=1)
+        return _resize(frame, self.size)
 
 
 class TemporalForger(TorchComponent):
@@ -80,18 +83,23 @@ class TemporalForger(TorchComponent):
     ``size x size`` and repeated ``n_frames`` times (the "without forging"
     baseline).
 
+    ``mode="static"``: only the encoder's last block map is turned into a
+    frame (as in ``"groups"``) and repeated ``n_frames`` times: the encoder's
+    features without a forged time axis (the paper's VGG baseline).
+
     The forger has no weights: ``fit`` only checks the parameters.
 
     Parameters
     ----------
-    mode : {"groups", "repeat"}, default="groups"
-        Forge from block maps, or repeat the image.
+    mode : {"groups", "repeat", "static"}, default="groups"
+        Forge from block maps, repeat the image, or repeat the last block map.
     repeats : int, default=3
         Frames per block map (``"groups"``).
     size : int, default=224
         Height and width of the video.
     n_frames : int, default=18
-        Length of the static video (``"repeat"``); 18 matches TCNN-6 forging.
+        Length of the static video (``"repeat"``, ``"static"``); 18 matches
+        TCNN-6 forging.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the video is built.
     random_state : None, default=None
@@ -179,6 +187,7 @@ class TemporalForger(TorchComponent):
         X : list of tensors of shape (batch, C_i, H_i, W_i), or images
             ``mode="groups"``: the block maps from an encoder's ``transform``.
             ``mode="repeat"``: normalised images of shape (batch, 3, H, W).
+            ``mode="static"``: block maps, of which only the last is used.
 
         Returns
         -------
@@ -188,7 +197,7 @@ class TemporalForger(TorchComponent):
         # Stateless: build the step from the current parameters, so set_params needs no refit.
         module = self._build_module()
         device = resolve_device(self.device)
-        if self.mode == "groups":
+        if self.mode in ("groups", "static"):
             inputs: object = self._check_maps(X, device)
         else:
             if isinstance(X, list | tuple):
