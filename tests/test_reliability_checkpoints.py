@@ -115,6 +115,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     if proc.poll() is None or not (out / "final.safetensors").exists():
         _finish(_start(out, resume=True))
     assert len(kills) >= 5, kills
+    print(f"{len(kills)} kills: {kills}")  # shown with pytest -s
 
     history = json.loads((out / "history.json").read_text())
     assert [h["step"] for h in history] == list(range(1, MAX_STEPS + 1))
