@@ -220,3 +220,18 @@ def test_bad_categories_and_unfitted_use():
         TCNNEncoder(device="cpu").transform(x)
     with pytest.raises(NotFittedError):
         TCNNEncoder(device="cpu").predict(x)
+
+
+def test_grouped_split_keeps_groups_whole_and_balanced():
+    # 6 classes x 4 photos x 3 copies, plus one 24-tile panorama in class 2.
+    y = np.concatenate([np.repeat(np.arange(6), 12), np.full(24, 2)])
+    groups = np.concatenate([np.repeat(np.arange(24), 3), np.full(24, 99)])
+    enc = TCNNEncoder(validation_fraction=0.2)
+    train, valid = enc._split(y, groups, np.random.RandomState(0))
+    assert len(train) + len(valid) == len(y) and not set(train) & set(valid)
+    assert not set(groups[train]) & set(groups[valid])  # no group on both sides
+    assert 99 not in set(groups[valid])  # the lopsided fold with the panorama is not chosen
+    assert set(y[valid]) == set(range(6))
+    with pytest.raises(ValueError, match="one label per image"):
+        x, y2 = _toy(n_per_class=1)
+        TCNNEncoder(device="cpu", max_epochs=1).fit(x, y2, groups=[0, 1, 2])
