@@ -46,6 +46,16 @@ stage  channels convolutions          resolution
 3 + 2 + 3 + 5 + 3 + 2 = 18 convolutions, classifier on 384 x 3 x 3 = 3456
 values: 7,539,758 parameters (-0.04 %) and 1,445,571,072 MACs (+0.18 %).
 
+Training
+--------
+:meth:`TCNNEncoder.fit` trains the network as a classifier (multi-stage
+training, stage 1): AdamW, cross-entropy, random resized crops and flips,
+early stopping on a held-out share of the training images with the best
+epoch's weights restored. The convolutions start from He initialisation
+(normal, fan-out), as torchvision's plain VGG does: with torch's default the
+normalisation-free stack learns far more slowly. Pass ``groups`` to ``fit``
+when the data hold augmented copies or tiles of one photo.
+
 Feature maps for forging
 ------------------------
 :meth:`TCNNEncoder.transform` returns the output of every block (after its
