@@ -1,0 +1,589 @@
+"""Benchmark: ConchShell inference speed, memory and training-step time, beside MusicGen-small.
+
+Every configuration runs in its own subprocess, so each peak-memory figure
+(``ru_maxrss``) belongs to that configuration alone. Models need no training
+to be timed: ``presets.conchshell(scale=..., level=...).initialize()`` builds
+every component untrained, and the compute is the same as a trained model's.
+
+Printed, in one run:
+
+- the machine's matrix-product peak (fp32 and bf16 4096x4096), before and
+  after the other figures;
+- ``predict`` latency per 8-s clip and real-time factor (latency / 8 s) for
+  Deep, Low and High at paper and CPU scale, plain float32 and through the
+  fast path (:func:`conchshell.inference.optimize`), with the model's GFLOP
+  per clip and the GFLOP/s achieved;
+- throughput at batch 1, 4 and 16 (Deep, fast path);
+- the mel-L1 between float32 and bfloat16 audio;
+- one GAN training step per preset (CPU scale, and paper-scale ConchShell);
+- MusicGen-small generating 8 s (``transformers``, built from its
+  configuration with random weights; nothing is downloaded).
+
+Every figure carries the 1-minute load average when it was taken: the
+machine may be shared, and a loaded machine gives slower times.
+
+Usage::
+
+    python bench/inference.py --quick    # paper-scale Deep, one image, no peer (< 2 min)
+    python bench/inference.py            # everything (tens of minutes on 2 cores)
+
+The last line of ``--quick`` is ``deep_paper_rtf=<value>``; the full run ends
+with ``deep_paper_rtf=<value> peer_speedup=<value>``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP workers must sleep, not spin, when other jobs share the cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any
+
+CLIP_SECONDS = 8.0
+LEVELS = ("deep", "low", "high")
+TRAIN_PRESETS = ("conchshell", "baseline_1", "baseline_2", "baseline_3", "vgg_baseline")
+# MusicGen plays 50 token frames per second; 8 s is 400 frames.
+MUSICGEN_FRAMES = 400
+
+
+# ---------------------------------------------------------------- workers
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _time(fn: Any, reps: int) -> tuple[float, float]:
+    """Best and median wall time of ``reps`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[0], times[len(times) // 2]
+
+
+def work_matmul(cfg: dict[str, Any]) -> dict[str, Any]:
+    """GFLOP/s of a square matrix product in float32 and bfloat16."""
+    import torch
+
+    n = int(cfg.get("n", 4096))
+    out: dict[str, Any] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n, dtype=dtype)
+        b = torch.randn(n, n, dtype=dtype)
+        best, _ = _time(lambda a=a, b=b: a @ b, int(cfg.get("reps", 5)))
+        out[f"{name}_gflops"] = round(2 * n**3 / best / 1e9, 1)
+    return out
+
+
+def _model(scale: str, level: str) -> Any:
+    from conchshell import presets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # untrained I3D: "no weights file"
+        return presets.conchshell(
+            scale=scale, level=level, random_state=0, verbose=0, device="cpu"
+        ).initialize()
+
+
+def _images(n: int, seed: int = 0) -> Any:
+    import torch
+
+    return torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+
+
+def _model_macs(model: Any) -> dict[str, int]:
+    """MACs per clip of each network predict runs (the profile module's convention)."""
+    import torch
+
+    from conchshell.profile import count_macs
+
+    image = _images(1)
+    with torch.inference_mode():
+        maps = model.encoder_.transform(image)
+        video = model.forger_.transform(maps)
+        feats = model.extractor_.transform(video)
+        latents = model.generator_.transform(feats, torch.zeros(1, dtype=torch.long))
+    codec = model.codec_
+    macs = {
+        # predict runs the encoder twice: feature maps, then its category.
+        "encoder": 2 * count_macs(model.encoder_.module_, image),
+        "extractor": count_macs(model.extractor_.module_, video),
+        "generator": count_macs(model.generator_.module_, feats, torch.zeros(1, dtype=torch.long)),
+        "decoder": count_macs(codec.module_.decoders[model.level_], latents),
+        # Nearest-code search: one (frames x emb_width) @ (emb_width x codes) product.
+        "quantize": latents.shape[2] * latents.shape[1] * int(codec.get_params()["l_bins"]),
+    }
+    macs["total"] = sum(macs.values())
+    return macs
+
+
+def work_predict(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Latency of ``predict`` for one configuration."""
+    import numpy as np
+
+    from conchshell.inference import optimize
+
+    model = _model(cfg["scale"], cfg["level"])
+    out: dict[str, Any] = {"rss_after_build_mb": _peak_rss_mb()}
+    if cfg.get("macs"):
+        out["gmac_per_clip"] = {k: round(v / 1e9, 3) for k, v in _model_macs(model).items()}
+    if cfg["mode"] != "plain":
+        start = time.perf_counter()
+        model = optimize(model, precision=cfg["mode"], copy=False)
+        out["optimize_s"] = round(time.perf_counter() - start, 2)
+    batch = int(cfg["batch"])
+    images = _images(batch)
+    cats = np.zeros(batch, dtype=np.int64)
+    out["load_before"] = _load()
+    best, median = _time(
+        lambda: model.predict(images, categories=cats, batch_size=batch), int(cfg["reps"])
+    )
+    out.update(
+        load_after=_load(),
+        batch_s=round(best, 4),
+        batch_median_s=round(median, 4),
+        clip_s=round(best / batch, 4),
+        rtf=round(best / batch / CLIP_SECONDS, 5),
+        clips_per_s=round(batch / best, 3),
+        peak_rss_mb=_peak_rss_mb(),
+    )
+    return out
+
+
+def work_quality(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Mel-L1 between float32 and bfloat16 audio from the same model and images."""
+    from conchshell.inference import optimize
+    from conchshell.metrics import mel_l1
+
+    model = _model(cfg["scale"], cfg["level"])
+    images = _images(2, seed=1)
+    plain = model.predict(images, categories=[0, 0])
+    fast32 = optimize(model, precision="float32").predict(images, categories=[0, 0])
+    fast16 = optimize(model, precision="bfloat16").predict(images, categories=[0, 0])
+    return {
+        "mel_l1_fp32_vs_fast_fp32": round(float(mel_l1(plain, fast32)), 5),
+        "max_abs_fp32_vs_fast_fp32": float(abs(plain - fast32).max()),
+        "mel_l1_fp32_vs_bf16": round(float(mel_l1(plain, fast16)), 5),
+        # Yardstick: how far apart the clips of two different images are.
+        "mel_l1_image_a_vs_b": round(float(mel_l1(plain[:1], plain[1:])), 5),
+        "load": _load(),
+    }
+
+
+def work_train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of one GAN step (discriminator and generator updates), batch ``batch``."""
+    import torch
+
+    from conchshell import presets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = presets.get(
+            cfg["preset"], cfg["scale"], random_state=0, verbose=0, device="cpu"
+        ).initialize()
+    batch = int(cfg.get("batch") or model.batch_size)
+    n_feat = int(model.generator_.get_params()["in_features"])
+    gen, disc = model.generator_.module_, model.discriminator_.module_
+    gen.train()
+    disc.train()
+    model.codec_.freeze()
+    opt_g, opt_d, _, _ = model._optimizers(gen, disc)
+    feats = torch.randn(batch, n_feat)
+    cats = torch.zeros(batch, dtype=torch.long)
+    audio = 0.1 * torch.randn(batch, model._n_samples)
+
+    def step() -> None:
+        # The estimator's own step (private API): the same code fit() runs.
+        model._gan_step(
+            gen, disc, opt_g, opt_d, model.codec_, model.loss_, feats, cats, audio, model.level_
+        )
+
+    out: dict[str, Any] = {"batch": batch, "load_before": _load()}
+    best, median = _time(step, int(cfg.get("reps", 2)))
+    out.update(
+        step_s=round(best, 3),
+        step_median_s=round(median, 3),
+        load_after=_load(),
+        peak_rss_mb=_peak_rss_mb(),
+    )
+    return out
+
+
+def _musicgen_small() -> Any:
+    """MusicGen-small's architecture with random weights, from its published sizes."""
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+    from transformers.models.musicgen.configuration_musicgen import MusicgenDecoderConfig
+
+    text = T5Config(  # t5-base's encoder
+        vocab_size=32128,
+        d_model=768,
+        d_kv=64,
+        d_ff=3072,
+        num_layers=12,
+        num_heads=12,
+        feed_forward_proj="relu",
+    )
+    audio = EncodecConfig(  # EnCodec 32 kHz, 4 codebooks of 2048 at 50 Hz
+        sampling_rate=32000,
+        audio_channels=1,
+        num_filters=64,
+        upsampling_ratios=[8, 5, 4, 4],
+        codebook_size=2048,
+        hidden_size=128,
+        num_lstm_layers=2,
+        use_causal_conv=False,
+        normalize=False,
+        norm_type="weight_norm",
+        pad_mode="reflect",
+        compress=2,
+        residual_kernel_size=3,
+        kernel_size=7,
+        last_kernel_size=7,
+        dilation_growth_rate=2,
+        num_residual_layers=1,
+        codebook_dim=128,
+        target_bandwidths=[2.2],
+        chunk_length_s=None,
+        overlap=None,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        ffn_dim=4096,
+        num_codebooks=4,
+        max_position_embeddings=2048,
+        activation_function="gelu",
+        pad_token_id=2048,
+        bos_token_id=2048,
+        audio_channels=1,
+    )
+    config = MusicgenConfig(
+        text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict()
+    )
+    return MusicgenForConditionalGeneration(config).eval()
+
+
+def work_musicgen(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Seconds for MusicGen-small to generate 8 s of audio (its released sampling settings)."""
+    import logging
+
+    import torch
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    model = _musicgen_small()
+    n_params = sum(p.numel() for p in model.parameters())
+    # A 12-token prompt (no tokenizer is downloaded; the ids' values do not change the cost).
+    prompt = torch.randint(0, 32000, (1, 12))
+    frames = int(cfg.get("frames", MUSICGEN_FRAMES))
+    settings = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
+
+    def generate() -> Any:
+        with torch.inference_mode():
+            return model.generate(
+                input_ids=prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=frames,
+                **settings,
+            )
+
+    out: dict[str, Any] = {"params": n_params, "frames": frames, "load_before": _load()}
+    start = time.perf_counter()
+    audio = generate()
+    seconds = time.perf_counter() - start
+    out.update(
+        generate_s=round(seconds, 2),
+        audio_samples=int(audio.shape[-1]),
+        audio_s=round(audio.shape[-1] / 32000, 3),
+        load_after=_load(),
+        peak_rss_mb=_peak_rss_mb(),
+    )
+    return out
+
+
+WORKERS = {
+    "matmul": work_matmul,
+    "predict": work_predict,
+    "quality": work_quality,
+    "train": work_train,
+    "musicgen": work_musicgen,
+}
+
+
+# ------------------------------------------------------------ orchestration
+def run(cfg: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
+    """Run one configuration in a fresh interpreter; its result, or an error."""
+    cmd = [sys.executable, __file__, "--worker", json.dumps(cfg), "--threads", str(threads)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**cfg, "error": f"timed out after {timeout:.0f} s"}
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT ") :])
+            return {**cfg, **result, "wall_s": round(time.perf_counter() - start, 1)}
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {**cfg, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    cells = [[title for title, _ in cols]]
+    for row in rows:
+        cells.append(
+            [row.get("error", "") if key == "error" else _fmt(row.get(key)) for _, key in cols]
+        )
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="paper-scale Deep, one image, no peer")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions at paper scale")
+    parser.add_argument("--no-peer", action="store_true", help="skip MusicGen-small")
+    parser.add_argument("--no-train", action="store_true", help="skip the training steps")
+    parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        cfg = json.loads(args.worker)
+        torch.set_num_interop_threads(1)
+        result = WORKERS[cfg["kind"]](cfg)
+        print("RESULT " + json.dumps(result))
+        return 0
+
+    print(
+        f"# torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()}",
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+
+    def go(cfg: dict[str, Any], timeout: float = 1200) -> dict[str, Any]:
+        result = run(cfg, args.threads, timeout)
+        results.append(result)
+        shown = {k: v for k, v in result.items() if not k.startswith("_")}
+        print(json.dumps(shown), flush=True)
+        return result
+
+    if args.quick:
+        quick = go(
+            {
+                "kind": "predict",
+                "scale": "paper",
+                "level": "deep",
+                "mode": "bfloat16",
+                "batch": 1,
+                "reps": 2,
+            },
+            timeout=600,
+        )
+        print(f"deep_paper_rtf={_fmt(quick.get('rtf'), 4)}")
+        return 0 if "error" not in quick else 1
+
+    peak0 = go({"kind": "matmul"})
+    predict_rows = []
+    for scale in ("paper", "cpu"):
+        reps = args.reps if scale == "paper" else max(5, args.reps)
+        for level in LEVELS:
+            for mode in ("float32", "bfloat16") if scale == "paper" and level == "deep" else ():
+                predict_rows.append(
+                    go(
+                        {
+                            "kind": "predict",
+                            "scale": scale,
+                            "level": level,
+                            "mode": mode,
+                            "batch": 1,
+                            "reps": reps,
+                        }
+                    )
+                )
+            predict_rows.append(
+                go(
+                    {
+                        "kind": "predict",
+                        "scale": scale,
+                        "level": level,
+                        "mode": "plain",
+                        "batch": 1,
+                        "reps": reps,
+                        "macs": True,
+                    }
+                )
+            )
+            predict_rows.append(
+                go(
+                    {
+                        "kind": "predict",
+                        "scale": scale,
+                        "level": level,
+                        "mode": "bfloat16",
+                        "batch": 1,
+                        "reps": reps,
+                    }
+                )
+            )
+    batch_rows = []
+    for scale in ("paper", "cpu"):
+        for batch in (4, 16):
+            reps = 1 if scale == "paper" else 3
+            batch_rows.append(
+                go(
+                    {
+                        "kind": "predict",
+                        "scale": scale,
+                        "level": "deep",
+                        "mode": "bfloat16",
+                        "batch": batch,
+                        "reps": reps,
+                    }
+                )
+            )
+    quality = go({"kind": "quality", "scale": "paper", "level": "deep"})
+    train_rows = []
+    if not args.no_train:
+        for preset in TRAIN_PRESETS:
+            train_rows.append(go({"kind": "train", "preset": preset, "scale": "cpu", "reps": 2}))
+        train_rows.append(
+            go({"kind": "train", "preset": "conchshell", "scale": "paper", "batch": 2, "reps": 1})
+        )
+    peer = None if args.no_peer else go({"kind": "musicgen"}, timeout=3600)
+    peak1 = go({"kind": "matmul"})
+
+    # --------------------------------------------------------------- report
+    macs = {
+        (r["scale"], r["level"]): r.get("gmac_per_clip", {}).get("total")
+        for r in predict_rows
+        if r.get("mode") == "plain"
+    }
+    peak = {
+        "float32": peak0.get("fp32_gflops"),
+        "plain": peak0.get("fp32_gflops"),
+        "bfloat16": peak0.get("bf16_gflops"),
+    }
+    for row in predict_rows + batch_rows:
+        gmac = macs.get((row["scale"], row["level"]))
+        if gmac and row.get("clip_s"):
+            row["gflops"] = round(2 * gmac / row["clip_s"], 1)
+            if peak.get(row["mode"]):
+                row["of_peak"] = round(row["gflops"] / peak[row["mode"]], 3)
+        row["gflop_clip"] = round(2 * gmac, 1) if gmac else None
+
+    print("\n## matrix-product peak (GFLOP/s, 4096^2)")
+    print(
+        _table(
+            [peak0, peak1], [("fp32", "fp32_gflops"), ("bf16", "bf16_gflops"), ("error", "error")]
+        )
+    )
+    cols = [
+        ("scale", "scale"),
+        ("level", "level"),
+        ("path", "mode"),
+        ("batch", "batch"),
+        ("s/clip", "clip_s"),
+        ("RTF", "rtf"),
+        ("clips/s", "clips_per_s"),
+        ("GFLOP/clip", "gflop_clip"),
+        ("GFLOP/s", "gflops"),
+        ("of peak", "of_peak"),
+        ("peak RSS MB", "peak_rss_mb"),
+        ("load", "load_after"),
+        ("error", "error"),
+    ]
+    print("\n## predict, one 8-s clip per image (path: plain float32, or optimize(precision))")
+    print(_table(predict_rows, cols))
+    print("\n## throughput (Deep, optimize(bfloat16))")
+    print(
+        _table(
+            [r for r in predict_rows if r.get("level") == "deep" and r.get("mode") == "bfloat16"]
+            + batch_rows,
+            cols,
+        )
+    )
+    print("\n## float32 vs bfloat16 audio (paper-scale Deep, untrained)")
+    print(json.dumps({k: v for k, v in quality.items() if k != "kind"}))
+    if train_rows:
+        print("\n## one GAN training step (discriminator + generator update)")
+        print(
+            _table(
+                train_rows,
+                [
+                    ("preset", "preset"),
+                    ("scale", "scale"),
+                    ("batch", "batch"),
+                    ("s/step", "step_s"),
+                    ("peak RSS MB", "peak_rss_mb"),
+                    ("load", "load_after"),
+                    ("error", "error"),
+                ],
+            )
+        )
+    deep = next(
+        (
+            r
+            for r in predict_rows
+            if r.get("scale") == "paper"
+            and r.get("level") == "deep"
+            and r.get("mode") == "bfloat16"
+            and "rtf" in r
+        ),
+        {},
+    )
+    speedup = None
+    if peer is not None:
+        print("\n## MusicGen-small (random weights), 8 s")
+        print(json.dumps({k: v for k, v in peer.items() if k != "kind"}))
+        if "generate_s" in peer and deep.get("clip_s"):
+            speedup = peer["generate_s"] / deep["clip_s"]
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                [{k: v for k, v in r.items() if not k.startswith("_")} for r in results],
+                handle,
+                indent=1,
+            )
+    print(f"deep_paper_rtf={_fmt(deep.get('rtf'), 4)} peer_speedup={_fmt(speedup, 4)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

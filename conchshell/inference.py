@@ -1,0 +1,402 @@
+"""Inference fast path: a fitted :class:`~conchshell.estimator.ImageToMusic` made faster to run.
+
+:func:`optimize` prepares a model for generation only:
+
+- every module goes to eval mode with gradients off (``predict`` already runs
+  under ``torch.inference_mode``);
+- weight normalisation is folded into plain weights
+  (``remove_parametrizations(..., leave_parametrized=True)``), so the
+  ``g * v / ||v||`` product is no longer recomputed on every call;
+- the I3D extractor's batch norms are folded into the preceding convolutions
+  (``torch.fx`` conv-bn fusion, exact in eval mode) and its weights stored
+  channels-last, the layout oneDNN's 3-D convolutions prefer;
+- with ``precision="bfloat16"`` the three heavy networks (I3D, generator and
+  the codec's decoder) hold bfloat16 weights and compute in bfloat16. This is
+  faster on CPUs with native bf16 than ``ImageToMusic(precision="bfloat16")``,
+  whose autocast recasts every weight on every call and leaves the layout as it
+  is. The codebook lookup stays in float32, so a latent snaps to the same
+  code unless it lies within bf16 rounding of a tie;
+- optionally ``torch.compile`` (off by default: on two CPU cores it compiled
+  for minutes and ran no faster, see ``docs/performance.md``).
+
+The result is meant for :meth:`~ImageToMusic.predict` and
+:meth:`~ImageToMusic.generate_files`: its state-dict keys differ from the
+original's, so keep (and :meth:`~ImageToMusic.save`) the original model.
+
+Examples
+--------
+>>> from conchshell import presets
+>>> from conchshell.inference import optimize
+>>> model = presets.conchshell(scale="paper").initialize()  # doctest: +SKIP
+>>> fast = optimize(model, precision="bfloat16", threads=2)  # doctest: +SKIP
+>>> fast.predict(images).shape  # doctest: +SKIP
+(1, 128000)
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from typing import Any
+
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn.utils import parametrize
+
+__all__ = [
+    "PRECISIONS",
+    "CastModule",
+    "Conv1dAs2d",
+    "convs_as_2d",
+    "fold_batch_norm",
+    "fold_weight_norm",
+    "optimize",
+    "set_threads",
+]
+
+PRECISIONS = ("float32", "bfloat16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class CastModule(nn.Module):
+    """Run ``module`` in ``dtype`` and hand back float32.
+
+    Floating-point tensor arguments are cast to ``dtype`` (and to
+    ``memory_format`` when given); integer arguments such as category ids
+    pass unchanged. Floating-point outputs come back as float32, so the code
+    around the module (the codebook lookup, numpy conversion) is unchanged.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Its parameters should already be in ``dtype``.
+    dtype : torch.dtype
+    memory_format : torch.memory_format, optional
+        For example ``torch.channels_last_3d`` for a video network.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        dtype: torch.dtype,
+        memory_format: torch.memory_format | None = None,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.dtype = dtype
+        self.memory_format = memory_format
+
+    def _cast(self, x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            if self.memory_format is not None and x.ndim in (4, 5):
+                x = x.contiguous(memory_format=self.memory_format)
+            return x.to(self.dtype)
+        return x
+
+    def forward(self, *args: Any) -> Any:
+        """Call the wrapped module on cast arguments; float outputs in float32."""
+        out = self.module(*(self._cast(a) for a in args))
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            return out.float()
+        return out
+
+
+def fold_weight_norm(module: nn.Module) -> int:
+    """Replace every parametrised weight (weight norm) by its current value, in place.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    int
+        How many parametrisations were removed.
+
+    Examples
+    --------
+    >>> from torch.nn.utils.parametrizations import weight_norm
+    >>> conv = weight_norm(torch.nn.Conv1d(2, 3, 3))
+    >>> fold_weight_norm(conv)
+    1
+    >>> type(conv).__name__, sorted(n for n, _ in conv.named_parameters())
+    ('Conv1d', ['bias', 'weight'])
+    """
+    count = 0
+    for sub in list(module.modules()):
+        if not parametrize.is_parametrized(sub):
+            continue
+        for name in list(sub.parametrizations.keys()):
+            # leave_parametrized=True keeps the computed weight g * v / ||v||.
+            parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
+            count += 1
+    # Old-style hooks (torch.nn.utils.weight_norm) would leave weight_g/weight_v behind.
+    for sub in module.modules():
+        for hook in list(sub._forward_pre_hooks.values()):
+            if type(hook).__name__ == "WeightNorm":
+                torch.nn.utils.remove_weight_norm(sub, hook.name)
+                count += 1
+    return count
+
+
+def fold_batch_norm(module: nn.Module) -> tuple[nn.Module, int]:
+    """Fold every eval-mode batch norm that follows a convolution into it.
+
+    Uses ``torch.fx`` to find convolution -> batch-norm pairs in the traced
+    graph, so it is exact whatever the modules are called.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A module ``torch.fx`` can trace; put in eval mode.
+
+    Returns
+    -------
+    folded : torch.nn.Module
+        A ``torch.fx.GraphModule`` computing the same function (up to float
+        rounding), or ``module`` itself when it holds no batch norm.
+    count : int
+        How many batch norms were folded.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    before = sum(isinstance(m, norms) for m in module.modules())
+    if not before:
+        return module, 0
+    module.eval()
+    folded = fuse(module, inplace=False)
+    after = sum(isinstance(m, norms) for m in folded.modules())
+    return folded, before - after
+
+
+class Conv1dAs2d(nn.Module):
+    """A 1-D (transposed) convolution run as a 2-D one on channels-last data.
+
+    oneDNN's channels-last 2-D kernels are several times faster on the CPU
+    than its kernels for the ``(batch, channels, time)`` layout of a
+    :class:`torch.nn.Conv1d` (measured in ``docs/performance.md``). The input
+    is viewed as ``(batch, channels, 1, time)``; the output keeps the
+    channels-last strides, so a chain of these (with element-wise activations
+    between them) converts the layout only once.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv1d or torch.nn.ConvTranspose1d
+        With zero padding (the only mode both layouts share).
+    """
+
+    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(
+                f"only zero-padded convolutions with numeric padding are converted, got "
+                f"padding={conv.padding!r}, padding_mode={conv.padding_mode!r}"
+            )
+        transposed = isinstance(conv, nn.ConvTranspose1d)
+        cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+        extra = {"output_padding": (0, conv.output_padding[0])} if transposed else {}
+        conv2d = cls(
+            conv.in_channels,
+            conv.out_channels,
+            (1, conv.kernel_size[0]),
+            stride=(1, conv.stride[0]),
+            padding=(0, conv.padding[0]),
+            dilation=(1, conv.dilation[0]),
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+            **extra,
+        )
+        with torch.no_grad():
+            conv2d.weight.copy_(conv.weight.detach().unsqueeze(2))
+            if conv.bias is not None:
+                conv2d.bias.copy_(conv.bias.detach())
+        self.conv = conv2d.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, time)`` in, ``(batch, channels_out, time_out)`` out."""
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        return self.conv(x).squeeze(2)
+
+
+def convs_as_2d(module: nn.Module) -> int:
+    """Replace every zero-padded 1-D (transposed) convolution in ``module`` by :class:`Conv1dAs2d`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Changed in place. Fold weight norm first (:func:`fold_weight_norm`):
+        a parametrised convolution is left as it is.
+
+    Returns
+    -------
+    int
+        How many convolutions were replaced.
+    """
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                isinstance(child, nn.Conv1d | nn.ConvTranspose1d)
+                and child.padding_mode == "zeros"
+                and not isinstance(child.padding, str)
+                and not parametrize.is_parametrized(child)
+            ):
+                setattr(parent, name, Conv1dAs2d(child))
+                count += 1
+    return count
+
+
+def set_threads(threads: int | None = None, interop: int | None = None) -> dict[str, int]:
+    """Set torch's intra-op (and, if still possible, inter-op) thread counts.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads for one operator (``torch.set_num_threads``); the number of
+        physical cores is usually best.
+    interop : int, optional
+        Threads running independent operators; torch only accepts this
+        before its first parallel work, so later calls leave it unchanged.
+
+    Returns
+    -------
+    dict
+        The settings in force afterwards: ``{"threads": ..., "interop": ...}``.
+    """
+    for name, value in (("threads", threads), ("interop", interop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if interop is not None and interop != torch.get_num_interop_threads():
+        try:
+            torch.set_num_interop_threads(interop)
+        except RuntimeError:
+            pass  # too late in this process: the setting stays as it was
+    return {"threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}
+
+
+def _prepare(
+    module: nn.Module,
+    dtype: torch.dtype,
+    memory_format: torch.memory_format | None,
+    compile: bool,
+) -> nn.Module:
+    module = module.to(dtype)
+    if memory_format is not None:
+        module = module.to(memory_format=memory_format)
+    if compile:
+        module = torch.compile(module, dynamic=False)
+    if dtype == torch.float32 and memory_format is None:
+        return module
+    return CastModule(module, dtype, memory_format)
+
+
+def optimize(
+    model: Any,
+    *,
+    precision: str = "bfloat16",
+    compile: bool = False,
+    threads: int | None = None,
+    copy: bool = True,
+) -> Any:
+    """Prepare a fitted (or initialised) :class:`ImageToMusic` for fast generation.
+
+    Parameters
+    ----------
+    model : ImageToMusic
+        Fitted, loaded, or built untrained by ``initialize()``.
+    precision : {"bfloat16", "float32"}, default="bfloat16"
+        Arithmetic of I3D, the generator and the decoder. ``"float32"``
+        gives the original model's output up to float rounding;
+        ``"bfloat16"`` is about twice as fast on CPUs with native bf16 and
+        changes the audio slightly (``docs/performance.md`` gives the
+        measured mel-L1).
+    compile : bool, default=False
+        Wrap the three heavy networks in ``torch.compile``. The first call
+        then compiles (minutes on a small CPU).
+    threads : int, optional
+        Intra-op threads for torch (a process-wide setting; see
+        :func:`set_threads`). ``None`` leaves torch's default.
+    copy : bool, default=True
+        Optimise a deep copy and leave ``model`` untouched. ``False``
+        changes ``model`` in place (no second copy of the weights in memory).
+
+    Returns
+    -------
+    ImageToMusic
+        The optimised model, with ``inference_`` describing what was done
+        (precision, compiled, folded weight norms and batch norms). Use it for
+        ``predict``; save the original instead (its state-dict keys differ).
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is unknown.
+    sklearn.exceptions.NotFittedError
+        If the model was neither fitted nor initialised.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {compile!r}")
+    if not isinstance(copy, bool):
+        raise TypeError(f"copy must be a bool, got {copy!r}")
+    check_is_fitted(model, "generator_")
+    if getattr(model, "inference_", None) is not None:
+        raise ValueError(
+            f"this model is already optimised ({model.inference_}); start from the original"
+        )
+    set_threads(threads)
+    dtype = _DTYPES[precision]
+    out = _copy.deepcopy(model) if copy else model
+
+    for name in ("encoder_", "extractor_", "codec_", "generator_", "discriminator_"):
+        comp = getattr(out, name, None)
+        if comp is not None and hasattr(comp, "module_"):
+            comp.module_.eval().requires_grad_(False)
+
+    weight_norms = 0
+    for name in ("generator_", "discriminator_", "codec_"):
+        comp = getattr(out, name, None)
+        if comp is not None and hasattr(comp, "module_"):
+            weight_norms += fold_weight_norm(comp.module_)
+
+    batch_norms = 0
+    extractor = out.extractor_
+    if hasattr(extractor, "module_"):
+        extractor.module_, batch_norms = fold_batch_norm(extractor.module_)
+        video_layout = torch.channels_last_3d if _has_conv3d(extractor.module_) else None
+        extractor.module_ = _prepare(extractor.module_, dtype, video_layout, compile)
+
+    # The generator and the decoder are 1-D networks. In bfloat16 their
+    # convolutions run as channels-last 2-D ones (oneDNN's fast kernels); in
+    # float32 they stay as they are, so the result matches the original
+    # model's to float rounding (the 2-D kernels sum in another order, which
+    # can move a latent across a codebook boundary).
+    converted = 0
+    decoders = out.codec_.module_.decoders
+    level = int(out.level_)
+    if dtype != torch.float32:
+        converted += convs_as_2d(out.generator_.module_) + convs_as_2d(decoders[level])
+    out.generator_.module_ = _prepare(out.generator_.module_, dtype, None, compile)
+    decoders[level] = _prepare(decoders[level], dtype, None, compile)
+
+    out.inference_ = {
+        "precision": precision,
+        "compiled": compile,
+        "weight_norms_folded": weight_norms,
+        "batch_norms_folded": batch_norms,
+        "convs_as_2d": converted,
+        "threads": torch.get_num_threads(),
+    }
+    return out
+
+
+def _has_conv3d(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv3d) for m in module.modules())
