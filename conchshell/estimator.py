@@ -763,7 +763,7 @@ class ImageToMusic(BaseEstimator):
         record: dict[str, Any] = {
             ("d_total" if k == "total" else k): float(v.detach()) for k, v in d_terms.items()
         }
-        if torch.isfinite(d_terms["total"]):
+        if _finite_everywhere(d_terms["total"]):
             opt_d.zero_grad(set_to_none=True)
             d_terms["total"].backward()
             if _grads_finite(d_model):
@@ -772,7 +772,7 @@ class ImageToMusic(BaseEstimator):
                 record["skipped_d"] = "non-finite gradient"
         else:
             record["skipped_d"] = "non-finite loss"
-        if not bool(torch.isfinite(fake.detach()).all()):
+        if not _finite_everywhere(fake):
             # The codec refuses non-finite latents: skip the generator's update instead.
             record["skipped_g"] = "non-finite output"
             opt_d.zero_grad(set_to_none=True)
@@ -797,7 +797,7 @@ class ImageToMusic(BaseEstimator):
         )
         record.update({f"g_{k}": float(v.detach()) for k, v in g_terms.items()})
         opt_g.zero_grad(set_to_none=True)
-        if torch.isfinite(g_terms["total"]):
+        if _finite_everywhere(g_terms["total"]):
             g_terms["total"].backward()
             if _grads_finite(g_model):
                 opt_g.step()
@@ -1211,6 +1211,18 @@ def _check_file_names(names: Sequence[object]) -> None:
         if name in seen:
             raise ValueError(f"two images share the name {name!r}; one would overwrite the other")
         seen.add(name)
+
+
+def _finite_everywhere(value: torch.Tensor) -> bool:
+    """Whether ``value`` is finite on every process.
+
+    Under DDP all ranks must skip a step together: a rank that skipped its
+    backward while the others entered the gradient all-reduce would break it.
+    """
+    ok = torch.isfinite(value.detach()).all().to(torch.float32).reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    return bool(ok.item())
 
 
 def _grads_finite(module: torch.nn.Module) -> bool:

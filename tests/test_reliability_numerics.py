@@ -1,8 +1,15 @@
 """Numerical faults in GAN training: a NaN/Inf loss, gradient or batch is skipped and logged;
 repeated faults roll training back to the last checkpoint."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from conchshell import presets
 from conchshell.datasets import make_toy_dataset
@@ -183,3 +190,34 @@ def test_max_bad_steps_zero_only_skips(toy, monkeypatch):
 def test_bad_max_bad_steps_is_named(toy, value):
     with pytest.raises(ValueError, match="max_bad_steps must be a non-negative integer"):
         tiny(max_bad_steps=value).fit(toy)
+
+
+@pytest.mark.slow
+def test_under_ddp_a_fault_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    script = Path(__file__).parent / "scripts" / "reliability_ddp_fault.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=0",
+            "--rdzv_backend=c10d",
+            "--rdzv_endpoint=127.0.0.1:0",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    histories = [json.loads((tmp_path / f"history-rank{r}.json").read_text()) for r in (0, 1)]
+    for history in histories:
+        assert [h.get("skipped_g") for h in history] == [None, "non-finite loss", None]
+    rank0 = load_file(tmp_path / "generator-rank0.safetensors")
+    rank1 = load_file(tmp_path / "generator-rank1.safetensors")
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+        assert bool(torch.isfinite(rank0[key]).all()), key
