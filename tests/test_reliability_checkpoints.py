@@ -25,7 +25,7 @@ from conchshell.io import load_tree
 
 pytestmark = pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
 SCRIPT = Path(__file__).parent / "scripts" / "reliability_fit.py"
-MAX_STEPS = 30
+MAX_STEPS = 40
 EVERY = 2
 
 
@@ -78,14 +78,13 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     stages = ckpt / "stages.safetensors"
     kills: list[str] = []
 
-    # 1. During stages 1-2 (before the stage file exists).
+    # 1. During stages 1-2: fit has created the checkpoint folder, the stage file is not there.
     proc = _start(out, resume=False)
-    time.sleep(rng.uniform(0.5, 2.0))
-    if not stages.exists() and _kill(proc):
-        kills.append("stages 1-2")
-    else:
-        _kill(proc)
-        kills.append("after stages")
+    assert _wait_for(proc, ckpt.exists)
+    time.sleep(rng.uniform(0.0, 0.5))
+    stage = "stages 1-2" if not stages.exists() else "after the stage file"
+    if _kill(proc):
+        kills.append(stage)
 
     # 2. Right after the stage file appears, before or during the first checkpoint.
     proc = _start(out, resume=True)
