@@ -112,7 +112,17 @@ def test_presets_are_plain_parameter_sets() -> None:
     assert not hasattr(small, "module_")
     again = clone(small)
     assert again.get_params() == small.get_params()
+    assert small.l_bins == 2048 and small.widths == (32, 16, 16)
     assert [small.hop_length(level) for level in range(3)] == [8, 32, 128]
+    # The CPU preset keeps the paper's latent shapes with 242,435 parameters (paper: 1,485,763).
+    small.initialize()
+    assert small.n_parameters() == 242_435
+    audio = torch.randn(1, 1024) * 0.1
+    assert [tuple(small.transform(audio, level).shape) for level in range(3)] == [
+        (1, 64, 128),
+        (1, 64, 32),
+        (1, 64, 8),
+    ]
     assert JukeboxCodec.paper().get_params() == JukeboxCodec().get_params()
     assert JukeboxCodec.tiny(l_bins=8).l_bins == 8
 
