@@ -607,7 +607,12 @@ class ImageToMusic(BaseEstimator):
         if resume and ckpt_dir is not None:
             state = self._latest_checkpoint(ckpt_dir)
             if state is not None:
-                self._restore_training(state, *trainable)
+                try:
+                    self._restore_training(state, *trainable)
+                except (RuntimeError, KeyError, ValueError) as exc:
+                    raise _mismatch(
+                        ckpt_dir / f"{_CKPT_PREFIX}{state['step']:09d}.safetensors", exc
+                    ) from exc
                 order.set_state(state["order_rng"])
                 aug.bit_generator.state = json.loads(state["aug_rng"])
                 torch.set_rng_state(state["torch_rng"])
@@ -827,7 +832,10 @@ class ImageToMusic(BaseEstimator):
             comp = getattr(self, f"{name}_")
             comp.initialize()
             if name in state:
-                comp.module_.load_state_dict(state[name])
+                try:
+                    comp.module_.load_state_dict(state[name])
+                except RuntimeError as exc:
+                    raise _mismatch(path, exc) from exc
             _restore_attrs(comp, state.get(f"{name}_attrs", {}))
 
     def _write_checkpoint(
@@ -1211,6 +1219,16 @@ def _check_file_names(names: Sequence[object]) -> None:
         if name in seen:
             raise ValueError(f"two images share the name {name!r}; one would overwrite the other")
         seen.add(name)
+
+
+def _mismatch(path: Path, exc: BaseException) -> ValueError:
+    """A checkpoint written for another configuration: say so instead of torch's dump."""
+    detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])
+    return ValueError(
+        f"checkpoint {path} does not fit this model (was it written with other parameters?): "
+        f"{detail[:300]}; resume with the parameters it was written with, or use another "
+        "checkpoint_dir"
+    )
 
 
 def _finite_everywhere(value: torch.Tensor) -> bool:

@@ -41,7 +41,7 @@ from conchshell.codec.checkpoint import load_jukebox_checkpoint
 from conchshell.codec.jukebox import JukeboxCodec
 from conchshell.data.audio import load_audio, prepare_waveform
 from conchshell.data.images import load_image, to_image_batch
-from conchshell.datasets import load_bop, load_pairs
+from conchshell.datasets import load_bop, load_pairs, make_toy_dataset
 from conchshell.estimator import ImageToMusic
 from conchshell.io import load_tree, save_tree
 from conchshell.mos import make_app
@@ -59,7 +59,7 @@ class Bad:
     run: Callable[[Path, dict], object]
     expect: type[BaseException] | int  # exception type, or exit/HTTP status
     match: str  # regex the message must contain
-    needs: tuple[str, ...] = ()  # shared material: "model", "mos"
+    needs: tuple[str, ...] = ()  # shared material: "model", "mos", "ckpt"
 
 
 # -------------------------------------------------------------- shared material
@@ -73,6 +73,28 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model(model_dir) -> ImageToMusic:
     return ImageToMusic.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    """A checkpoint folder from one GAN step of the tiny preset."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    toy = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=0)
+    _tiny_resumer(folder, max_steps=1).fit(toy)
+    return folder
+
+
+def _tiny_resumer(folder: Path, **params) -> ImageToMusic:
+    params.setdefault("max_steps", 2)
+    return presets.conchshell(
+        "tiny", level="high", random_state=0, verbose=0, checkpoint_dir=folder, **params
+    )
+
+
+def _resume_with(tmp: Path, ctx: dict, **params):
+    folder = _copy_model(ctx["checkpoints"], tmp / "ckpt")
+    toy = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=0)
+    return _tiny_resumer(folder).set_params(**params).fit(toy, resume=True)
 
 
 def _copy_model(src: Path, dst: Path) -> Path:
@@ -360,6 +382,14 @@ def _model_history_corrupt(tmp, ctx):
     return ImageToMusic.load(folder)
 
 
+def _resume_other_generator(tmp, ctx):
+    return _resume_with(tmp, ctx, generator__embed_dim=8)
+
+
+def _resume_other_encoder(tmp, ctx):
+    return _resume_with(tmp, ctx, encoder__n_blocks=18)
+
+
 def _predict_unknown_category(tmp, ctx):
     return ctx["model"].predict(torch.zeros(1, 3, 224, 224), categories=["volcano"])
 
@@ -491,6 +521,22 @@ CASES = [
         ValueError,
         r"share the name",
         ("model",),
+    ),
+    Bad(
+        "resume-other-generator",
+        "checkpoint",
+        _resume_other_generator,
+        ValueError,
+        r"step-000000001\.safetensors does not fit this model.*size mismatch",
+        ("ckpt",),
+    ),
+    Bad(
+        "resume-other-encoder",
+        "checkpoint",
+        _resume_other_encoder,
+        ValueError,
+        r"stages\.safetensors does not fit this model.*Missing key",
+        ("ckpt",),
     ),
     # command line: exit status 2, one line, no traceback
     Bad("cli-no-subcommand", "cli", _cli_case(lambda t, c: []), 2, r"error:"),
@@ -640,6 +686,8 @@ def test_bad_input_gets_a_clear_answer(case, tmp_path, request):
         ctx["model"] = request.getfixturevalue("model")
     if "mos" in case.needs:
         ctx["mos"] = _mos(tmp_path)
+    if "ckpt" in case.needs:
+        ctx["checkpoints"] = request.getfixturevalue("checkpoints")
 
     if isinstance(case.expect, type):
         with pytest.raises(case.expect) as info, warnings.catch_warnings():
