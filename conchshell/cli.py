@@ -95,9 +95,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     meta_file = args.model / "params.json"
     if not meta_file.is_file():
         raise CLIError(f"{args.model} holds no conchshell model (no params.json)")
-    meta = json.loads(meta_file.read_text())
     history_file = args.model / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    try:
+        meta = json.loads(meta_file.read_text())
+        history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"{args.model} holds a damaged model description: {exc}") from exc
     from conchshell.levels import level_name
 
     print(f"conchshell model, written by version {meta.get('version')}")

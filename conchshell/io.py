@@ -32,6 +32,12 @@ _NDARRAY = "__ndarray__"
 _META_KEY = "conchshell_tree"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
@@ -54,6 +60,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot write in {folder}: {exc.strerror}") from exc
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

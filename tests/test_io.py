@@ -85,3 +85,12 @@ def test_unwritable_folder_is_named(tmp_path):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save_tree(tmp_path / "nope" / "x.safetensors", {"a": 1})
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_tree(tmp_path / "x.safetensors", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.safetensors").stat().st_mode) == 0o644

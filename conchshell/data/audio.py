@@ -14,12 +14,10 @@ than a traceback from inside libsndfile or torch.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as taF
 
+from conchshell.io import atomic_write
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
 
 __all__ = [
@@ -497,23 +496,13 @@ def save_audio(path: PathLike, wave: np.ndarray | torch.Tensor, sample_rate: int
         raise FileNotFoundError(
             f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist"
         )
-    tmp_name = None
+    # Encode in memory first: libsndfile writing through a Python file object
+    # swallows write errors (a full disk) in its callbacks.
+    encoded = io.BytesIO()
+    sf.write(encoded, arr.T, sample_rate, format="WAV", subtype="PCM_16")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        # Encode in memory first: libsndfile writing through a Python file object
-        # swallows write errors (a full disk) in its callbacks.
-        encoded = io.BytesIO()
-        sf.write(encoded, arr.T, sample_rate, format="WAV", subtype="PCM_16")
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
+        with atomic_write(path) as handle:
+            handle.write(encoded.getbuffer())
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write audio file {str(path)!r}: {exc.strerror}") from exc
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
     return path
