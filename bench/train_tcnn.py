@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -73,6 +74,7 @@ def main() -> None:
         n_blocks=args.n_blocks,
         max_epochs=args.max_epochs,
         patience=args.patience,
+        validation_fraction=args.validation_fraction,
         lr=args.lr,
         batch_size=args.batch_size,
         mixed_precision=not args.fp32,
