@@ -157,12 +157,12 @@ class TemporalForger(TorchComponent):
         if isinstance(maps, torch.Tensor | np.ndarray) or not isinstance(maps, Sequence):
             shape = tuple(getattr(maps, "shape", ()))
             raise ValueError(
-                "mode='groups' expects the list of block feature maps an encoder's transform "
+                f"mode={self.mode!r} expects the list of block feature maps an encoder's transform "
                 f"returns, each (batch, C, H, W); got {type(maps).__name__} of shape {shape} "
                 "(use mode='repeat' to make a video from images)"
             )
         if len(maps) == 0:
-            raise ValueError("mode='groups' needs at least one block feature map, got none")
+            raise ValueError(f"mode={self.mode!r} needs at least one block feature map, got none")
         checked = []
         for i, fmap in enumerate(maps):
             t = check_tensor(fmap, name=f"block map {i}", ndim=4, device=device)
