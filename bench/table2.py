@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"train: {train.describe()}")
     shared = shared_stages(train, args.out / "shared", args)
     extra = _parse_sets(args.set)
-    folders, timings = [], {}
+    folders, timings, steps = [], {}, {}
     for name in args.presets:
         folder = args.out / name
         if (folder / "params.json").is_file() and not args.retrain:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         model.fit(train)
         timings[name] = time.perf_counter() - t0
+        steps[name] = len(model.history_)
         model.save(folder)
         _log(f"{name}: {len(model.history_)} GAN steps in {timings[name]:.0f} s -> {folder}")
         folders.append(folder)
@@ -140,10 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     report = table2(folders, args.data, args.splits, max_items=args.max_items, verbose=1)
     report.meta["train_seconds"] = timings
     report.meta["command"] = " ".join(["python", "bench/table2.py", *(argv or sys.argv[1:])])
-    report.notes.append(
-        f"Trained by `{report.meta['command']}`: shared TCNN-6 and codec, then the GAN of each "
-        "preset (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")."
-    )
+    if timings:
+        report.notes.append(
+            f"Trained by `{report.meta['command']}`: shared TCNN-6 and codec, then the GAN of each "
+            "preset ("
+            + ", ".join(f"{k}: {steps[k]} GAN steps in {v:.0f} s" for k, v in timings.items())
+            + ")."
+        )
     written = report.save(args.out / "report")
     print(report.to_markdown())
     for path in written:
