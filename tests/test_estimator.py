@@ -223,3 +223,14 @@ def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
     model = tiny(max_steps=50, max_time=1e-6, checkpoint_dir=tmp_path).fit(toy)
     assert [h["step"] for h in model.history_] == [1]
     assert [p.name for p in tmp_path.glob("step-*")] == ["step-000000001.safetensors"]
+
+
+def test_image_groups_keep_augmented_copies_together(tmp_path):
+    from conchshell.estimator import _image_groups
+
+    class Paths:
+        image_paths = [tmp_path / "coast-1" / n for n in ("a.jpg", "a-1.jpg", "a-5.jpg", "b.jpg")]
+
+    groups = _image_groups(Paths())
+    assert groups.tolist() == ["coast-1/a", "coast-1/a", "coast-1/a", "coast-1/b"]
+    assert _image_groups(make_toy_dataset(n_per_category=1, n_samples=1600)) is None
