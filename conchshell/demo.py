@@ -63,8 +63,9 @@ def run_demo(
         Output folder: ``model/``, ``checkpoints/``, ``gallery/index.html``
         and ``summary.json``.
     minutes : float, default=12.0
-        Training budget. About a third goes to the codec and a third to the
-        GAN; the image classifier is bounded by its epochs.
+        Training budget: 30 % goes to the codec and 25 % to the GAN; the image
+        classifier and the generator's warm start are bounded by their epochs
+        and steps.
     seed : int, default=0
         Seeds the dataset build and the training.
     scale : {"cpu", "tiny"}, default="cpu"
@@ -98,8 +99,8 @@ def run_demo(
         random_state=seed,
         verbose=1,
         checkpoint_dir=str(out / "checkpoints"),
-        max_time=0.35 * budget,
-        codec__max_time=0.35 * budget,
+        max_time=0.25 * budget,
+        codec__max_time=0.3 * budget,
     )
     _log(f"training the {scale}-scale ConchShell preset for about {minutes:g} minutes")
     model.fit(train)
