@@ -38,10 +38,16 @@ __all__ = ["PRESETS", "baseline_1", "baseline_2", "baseline_3", "conchshell", "g
 _SCALES = ("paper", "cpu", "tiny")
 
 
+def _generator(size: str) -> Any:
+    from conchshell.gan.generator import Generator
+
+    # Sizes left at None follow the other components and the data when fitting.
+    return Generator(level=None, size=size, in_features=None, n_categories=None, emb_width=None)
+
+
 def _components(scale: str) -> dict[str, Any]:
     from conchshell.codec.jukebox import JukeboxCodec
     from conchshell.gan.discriminator import MultiScaleDiscriminator
-    from conchshell.gan.generator import Generator
     from conchshell.gan.losses import ConchShellLoss
     from conchshell.image.forging import TemporalForger
     from conchshell.image.tcnn import TCNNEncoder
@@ -55,7 +61,7 @@ def _components(scale: str) -> dict[str, Any]:
             "forger": TemporalForger(),
             "extractor": I3DExtractor(),
             "codec": JukeboxCodec.paper(),
-            "generator": Generator(level=None),
+            "generator": _generator("paper"),
             "discriminator": MultiScaleDiscriminator(),
             "loss": ConchShellLoss(),
         }
@@ -65,7 +71,7 @@ def _components(scale: str) -> dict[str, Any]:
             "forger": TemporalForger(size=112),
             "extractor": I3DExtractor(width=16),
             "codec": JukeboxCodec.small(),
-            "generator": Generator(level=None, size="small", in_features=512),
+            "generator": _generator("small"),
             "discriminator": MultiScaleDiscriminator.small(),
             "loss": ConchShellLoss(),
             "batch_size": 2,
@@ -81,7 +87,7 @@ def _components(scale: str) -> dict[str, Any]:
         "forger": TemporalForger(size=32),
         "extractor": I3DExtractor(width=8),
         "codec": JukeboxCodec.tiny(downs_t=(3, 2, 2), max_steps=2),
-        "generator": Generator(level=None, size="tiny", in_features=256, emb_width=16),
+        "generator": _generator("tiny"),
         "discriminator": MultiScaleDiscriminator.tiny(),
         "loss": ConchShellLoss(),
         "duration": 1.0,
