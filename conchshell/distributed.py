@@ -19,7 +19,19 @@ __all__ = ["DistContext", "context"]
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process stands in a (possibly single-process) run."""
+    """Where this process stands in a (possibly single-process) run.
+
+    Attributes
+    ----------
+    rank : int, default 0
+        This process's rank among ``world_size``.
+    world_size : int, default 1
+        Number of processes; 1 means not distributed.
+    local_rank : int, default 0
+        Rank on this machine (its GPU index under CUDA).
+    owns_group : bool, default False
+        Whether this context created the process group (and :meth:`close` destroys it).
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -28,6 +40,7 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
+        """Whether the run has more than one process."""
         return self.world_size > 1
 
     @property
@@ -36,13 +49,37 @@ class DistContext:
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
-        """The device of this rank: one GPU per local rank under CUDA."""
+        """The device of this rank: one GPU per local rank under CUDA.
+
+        Parameters
+        ----------
+        device : torch.device
+            The device the run was asked for.
+
+        Returns
+        -------
+        torch.device
+            ``cuda:<local_rank>`` when distributed on CUDA, else ``device`` unchanged.
+        """
         if device.type == "cuda" and self.enabled:
             return torch.device("cuda", self.local_rank)
         return device
 
     def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-        """Wrap a trained module in DDP when running distributed."""
+        """Wrap a trained module in DDP when running distributed.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The module to train.
+        device : torch.device
+            Its device (from :meth:`device`).
+
+        Returns
+        -------
+        torch.nn.Module
+            A ``DistributedDataParallel`` wrapper when distributed, else ``module``.
+        """
         if not self.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel
@@ -51,16 +88,32 @@ class DistContext:
         return DistributedDataParallel(module, device_ids=ids)
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op when not distributed)."""
         if self.enabled:
             dist.barrier()
 
     def close(self) -> None:
+        """Destroy the process group if this context created it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def context(device: torch.device) -> DistContext:
-    """Join the process group ``torchrun`` describes, if any."""
+    """Join the process group ``torchrun`` describes, if any.
+
+    Reads ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; initialises the group
+    (NCCL on CUDA, Gloo otherwise) unless one already exists.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the run was asked for; picks the backend.
+
+    Returns
+    -------
+    DistContext
+        A single-process context when ``WORLD_SIZE`` is unset or 1.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()

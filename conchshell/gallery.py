@@ -76,6 +76,17 @@ def write_gallery(
     :meth:`ImageToMusic.generate_files` writes them); the spectrograms are
     made here as ``<name>.spec.png``.
 
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder holding ``<name>.wav`` and ``<name>.png`` for each name.
+    names : sequence of str
+        The clips to show, in order.
+    captions : sequence of str, optional
+        One caption per clip (also the spectrogram's title); empty by default.
+    title : str, default "conchshell"
+        The page title.
+
     Returns
     -------
     Path

@@ -46,6 +46,18 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
     fsynced after it, so the file is either the old one or the complete new
     one, even after a power cut. On any error the temporary file is removed.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination; its folder must exist.
+    mode : str, default "wb"
+        The mode to open the temporary file in (``"w"`` for text).
+
+    Yields
+    ------
+    file object
+        The open temporary file.
+
     Raises
     ------
     PermissionError, OSError
@@ -156,6 +168,16 @@ def save_tree(path: str | os.PathLike[str], tree: Any) -> None:
 
 def load_tree(path: str | os.PathLike[str]) -> Any:
     """Load what :func:`save_tree` wrote. Runs no code from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_tree`.
+
+    Returns
+    -------
+    object
+        The nested dicts, lists, tensors and plain values that were saved.
 
     Raises
     ------

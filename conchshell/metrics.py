@@ -230,10 +230,20 @@ def codebook_usage(codes: Any, n_codes: int) -> dict[str, float]:
 def nanmean_count(scores: Any) -> tuple[float, int]:
     """Mean of the finite scores and the number of NaN scores left out.
 
+    Parameters
+    ----------
+    scores : array-like of float
+        Scores of any shape (flattened).
+
     Returns
     -------
     (float, int)
         NaN as the mean when every score is NaN.
+
+    Examples
+    --------
+    >>> nanmean_count([1.0, float("nan"), 3.0])
+    (2.0, 1)
     """
     arr = np.asarray(scores, dtype=np.float64).reshape(-1)
     bad = int(np.isnan(arr).sum())

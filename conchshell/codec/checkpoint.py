@@ -147,7 +147,22 @@ def check_state_dict(
 def load_state_dict_strict(
     module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str
 ) -> None:
-    """Copy ``state`` into ``module`` after :func:`check_state_dict` passes."""
+    """Copy ``state`` into ``module`` after :func:`check_state_dict` passes.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module to load into.
+    state : mapping of str to torch.Tensor
+        Tensors whose names and shapes must match ``module``'s state dict exactly.
+    source : str
+        How to name the origin (a file path) in the error message.
+
+    Raises
+    ------
+    ValueError
+        When ``state`` does not fit ``module`` (missing, extra or misshapen tensors).
+    """
     check_state_dict(module, state, source)
     module.load_state_dict(state, strict=True)
 

@@ -518,6 +518,16 @@ class JukeboxCodec(TorchComponent):
         worse: Deep PESQ 2.51 against 2.87 after 15 minutes), and short crops
         (8192 samples, batch 2) give many cheap steps: it trains on two CPU
         cores in minutes (``bench/codec.py`` measures how far it gets in 15).
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the preset's.
+
+        Returns
+        -------
+        JukeboxCodec
+            An unfitted codec.
         """
         params: dict[str, Any] = {
             "widths": (32, 16, 16),
@@ -531,7 +541,18 @@ class JukeboxCodec(TorchComponent):
 
     @classmethod
     def tiny(cls, **overrides: Any) -> JukeboxCodec:
-        """A minute model for tests: hops 2/4/8, 16-dim latents, 32 codes."""
+        """A minute model for tests: hops 2/4/8, 16-dim latents, 32 codes.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the preset's.
+
+        Returns
+        -------
+        JukeboxCodec
+            An unfitted codec.
+        """
         params: dict[str, Any] = {
             "downs_t": (1, 1, 1),
             "emb_width": 16,
@@ -646,13 +667,37 @@ class JukeboxCodec(TorchComponent):
 
     # ------------------------------------------------------------------ sizes
     def hop_length(self, level: str | int) -> int:
-        """Samples per latent step at ``level`` (8, 32, 128 with the paper's settings)."""
+        """Samples per latent step at ``level`` (8, 32, 128 with the paper's settings).
+
+        Parameters
+        ----------
+        level : {"deep", "low", "high"} or int
+            The latent level (0, 1, 2 for deep, low, high).
+
+        Returns
+        -------
+        int
+            The product of ``stride ** down`` over the levels up to ``level``.
+        """
         index = self._level(level)
         factors = zip(self.strides_t[: index + 1], self.downs_t[: index + 1], strict=True)
         return int(np.prod([stride**down for stride, down in factors]))
 
     def latent_length(self, n_samples: int, level: str | int) -> int:
-        """Latent steps for ``n_samples`` of audio (padded up to a whole hop)."""
+        """Latent steps for ``n_samples`` of audio (padded up to a whole hop).
+
+        Parameters
+        ----------
+        n_samples : int
+            Length of the audio, in samples (>= 0).
+        level : {"deep", "low", "high"} or int
+            The latent level.
+
+        Returns
+        -------
+        int
+            ``ceil(n_samples / hop_length(level))``.
+        """
         if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
             raise ValueError(f"n_samples must be an int, got {n_samples!r}")
         if n_samples < 0:
@@ -843,6 +888,13 @@ class JukeboxCodec(TorchComponent):
     def reconstruct(self, audio: Any, level: str | int = "deep") -> torch.Tensor:
         """Encode, quantise and decode ``audio``, trimmed back to its length (no gradients).
 
+        Parameters
+        ----------
+        audio : array-like or torch.Tensor
+            Mono audio ``(batch, samples)``.
+        level : {"deep", "low", "high"} or int, default "deep"
+            The level whose codes carry the audio.
+
         Returns
         -------
         torch.Tensor, shape (batch, samples)
@@ -1002,6 +1054,11 @@ class JukeboxCodec(TorchComponent):
         The file also records the constructor parameters, so :meth:`load`
         rebuilds the same codec; ``JukeboxCodec(weights=path)`` loads it into
         a codec built with matching parameters.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination; must end in ``.safetensors``. Missing folders are created.
 
         Returns
         -------

@@ -386,6 +386,15 @@ def decode_audio(
     This is the part of :func:`load_audio` that does not depend on the crop,
     so datasets cache its result and crop afresh each time.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An audio file that soundfile (or the fallback reader) can read.
+    sample_rate : int, default 16000
+        Rate to resample to.
+    allow_silent : bool, default False
+        Accept an all-zero file instead of raising ``ValueError``.
+
     Returns
     -------
     numpy.ndarray of shape (samples,), float32

@@ -174,6 +174,21 @@ def read_label(path: str | os.PathLike, *, sheet: str = LABEL_SHEET) -> list[Lab
 def parse_category_folder(folder: str) -> tuple[str, int]:
     """Split a category folder name ``<name>-<N>`` into ``(name, N)``.
 
+    Parameters
+    ----------
+    folder : str
+        The folder name, e.g. ``"coast-1"``; ``N`` counts from 1.
+
+    Returns
+    -------
+    (str, int)
+        The category name and number.
+
+    Raises
+    ------
+    ValueError
+        When the name does not have that form or ``N`` is below 1.
+
     Examples
     --------
     >>> parse_category_folder("coral_reef-4")

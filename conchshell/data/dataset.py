@@ -211,6 +211,16 @@ class PairDataset(Dataset):
 
         Seeded with ``(seed, epoch, index, k)``, ``k`` the number of earlier
         reads of this item since the last :meth:`set_epoch`.
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        numpy.random.Generator
+            Each call advances the item's draw count, so the next call differs.
         """
         i = self._index(index)
         k = int(self._draws[i])
@@ -218,22 +228,68 @@ class PairDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, i, k])
 
     def get_image(self, index: int) -> torch.Tensor:
-        """The normalised image of item ``index``, float32 ``(3, 224, 224)``."""
+        """The normalised image of item ``index``, float32 ``(3, 224, 224)``.
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return self._raw_image(self._index(index))
 
     def get_waveform(self, index: int) -> torch.Tensor:
-        """The waveform of item ``index``, float32 ``(n_samples,)`` (augmented if enabled)."""
+        """The waveform of item ``index``, float32 ``(n_samples,)`` (augmented if enabled).
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        torch.Tensor
+            Cropped or padded to ``n_samples``; a random crop when ``augment``.
+        """
         i = self._index(index)
         wave = self._raw_waveform(i)
         rng = self.item_rng(i) if self.augment else None
         return crop_or_pad(wave, self.n_samples, train=self.augment, rng=rng)
 
     def get_category(self, index: int) -> int:
-        """The category id of item ``index``."""
+        """The category id of item ``index``.
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        int
+        """
         return int(self.category_ids[self._index(index)])
 
     def get_feature(self, index: int) -> torch.Tensor | None:
-        """The precomputed video feature of item ``index``, or ``None`` if it has none."""
+        """The precomputed video feature of item ``index``, or ``None`` if it has none.
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_features,) or None
+
+        Raises
+        ------
+        ValueError
+            When the feature file cannot be read.
+        """
         i = self._index(index)
         if self.feature_paths is None or self.feature_paths[i] is None:
             return None
@@ -650,6 +706,20 @@ class TensorPairDataset(PairDataset):
         return self.waveforms[index]
 
     def get_waveform(self, index: int) -> torch.Tensor:
+        """The waveform of item ``index``, float32 ``(n_samples,)`` (augmented if enabled).
+
+        Without augmentation, and when the stored clips are already ``n_samples``
+        long, the stored row is returned as is (not copied).
+
+        Parameters
+        ----------
+        index : int
+            Item position; negative values count from the end.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         i = self._index(index)
         if not self.augment and self.n_samples == self.waveforms.shape[1]:
             return self.waveforms[i]

@@ -81,6 +81,15 @@ CATEGORIES: tuple[SceneCategory, ...] = (
 def category_by_name(name: str) -> SceneCategory:
     """Return the category called ``name``.
 
+    Parameters
+    ----------
+    name : str
+        The category's name, e.g. as stored in a label file.
+
+    Returns
+    -------
+    SceneCategory
+
     Raises
     ------
     ValueError
