@@ -908,6 +908,11 @@ class ImageToMusic(BaseEstimator):
         It is the encoder's scene prediction (or, for encoders that do not
         classify, a logistic regression on the extractor's features).
 
+        Parameters
+        ----------
+        images : path, PIL image, array or tensor, or a sequence of them
+            The pictures, as :meth:`predict` takes them.
+
         Returns
         -------
         numpy.ndarray of shape (n,), int
@@ -921,7 +926,20 @@ class ImageToMusic(BaseEstimator):
             return self._predict_categories(batch, feats).numpy()
 
     def predict_latents(self, images: object, categories: object = None) -> torch.Tensor:
-        """Continuous latents the generator predicts, shape (n, emb_width, T)."""
+        """Continuous latents the generator predicts, shape (n, emb_width, T).
+
+        Parameters
+        ----------
+        images : path, PIL image, array or tensor, or a sequence of them
+            The pictures, as :meth:`predict` takes them.
+        categories : array-like of int or str, optional
+            The category fed to the generator; by default :meth:`predict_categories`.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, emb_width, T)
+            Latents at the model's level, before quantisation and decoding.
+        """
         from conchshell.data.images import to_image_batch
 
         self._check_fitted()
@@ -1017,6 +1035,18 @@ class ImageToMusic(BaseEstimator):
         The folder then has the layout the MOS app serves: ``<name>.wav``
         beside ``<name>.png``.
 
+        Parameters
+        ----------
+        images : sequence of paths, PIL images, arrays, or a tensor ``(n, 3, 224, 224)``
+            The pictures, as :meth:`predict` takes them.
+        out_dir : str or Path
+            Destination folder; created if missing.
+        names : sequence of str, optional
+            File stem per image; by default each path's stem, or ``item0000``, ... for
+            in-memory images.
+        categories : array-like of int or str, optional
+            The category each clip is conditioned on, as in :meth:`predict`.
+
         Returns
         -------
         list of Path
@@ -1096,6 +1126,17 @@ class ImageToMusic(BaseEstimator):
         Loading it with :meth:`load` executes no pickle. A failed save (an
         unwritable folder, a full disk) raises ``OSError`` naming the file and
         removes what it had written, so no partial model is left.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder to write (created if missing). Under ``torchrun`` only rank 0
+            writes.
+
+        Returns
+        -------
+        Path
+            The folder.
         """
         self._check_fitted()
         folder = Path(path)
@@ -1142,6 +1183,19 @@ class ImageToMusic(BaseEstimator):
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> ImageToMusic:
         """Load a model written by :meth:`save`. Runs no code from the files.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder :meth:`save` wrote.
+        device : str, optional
+            Where to put the model (e.g. ``"cpu"``, ``"cuda"``); by default the
+            components' saved ``device`` setting.
+
+        Returns
+        -------
+        ImageToMusic
+            The fitted estimator.
 
         Raises
         ------

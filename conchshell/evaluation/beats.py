@@ -70,6 +70,25 @@ def match_onsets(reference: np.ndarray, generated: np.ndarray, tolerance: float)
     Greedy in time order: each reference onset takes the earliest unused
     generated onset within ``tolerance`` seconds, so one generated onset never
     counts for two reference onsets.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        Onset times of the reference clip, in seconds.
+    generated : numpy.ndarray
+        Onset times of the generated clip, in seconds, sorted ascending.
+    tolerance : float
+        Largest time difference, in seconds, that still counts as a match.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> match_onsets(np.array([0.0, 1.0, 2.0]), np.array([0.03, 0.05, 2.2]), 0.05)
+    1
     """
     matched, j = 0, 0
     for t in np.sort(reference):

@@ -173,7 +173,19 @@ def estimate_loudness(audio: object, *, sample_rate: int = SAMPLE_RATE) -> np.nd
 
 
 def mean_chroma(audio: object, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Time-averaged constant-Q chroma of each clip, ``(n, 12)``, C first."""
+    """Time-averaged constant-Q chroma of each clip, ``(n, 12)``, C first.
+
+    Parameters
+    ----------
+    audio : array-like or torch.Tensor
+        Mono clips ``(n, samples)`` or one clip ``(samples,)``.
+    sample_rate : int, default 16000
+        Sample rate of ``audio``.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n, 12)
+    """
     sample_rate = check_sample_rate(sample_rate)
     batch = as_batch(audio, min_samples=_MIN_SAMPLES).numpy()
     with _quiet_cqt():
@@ -317,7 +329,18 @@ class DescriptorProfile(BaseEstimator):
         self.precomputed = precomputed
 
     def transform(self, X: object) -> np.ndarray:
-        """Descriptor matrix ``(n, 4)`` of the clips ``X`` (as :func:`describe`)."""
+        """Descriptor matrix ``(n, 4)`` of the clips ``X`` (as :func:`describe`).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)``, or, when ``precomputed``, descriptors ``(n, 4)``
+            that are returned as float64 after a shape check.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, 4)
+        """
         if self.precomputed:
             d = np.asarray(X, dtype=np.float64)
             if d.ndim != 2 or d.shape[1] != len(DESCRIPTORS):
@@ -391,6 +414,17 @@ class DescriptorProfile(BaseEstimator):
         """Each clip's descriptors as z-scores against its own category ``(n, 4)``.
 
         NaN where the clip lacks a descriptor (a silent clip has no tempo).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)`` (or descriptors ``(n, 4)`` when ``precomputed``).
+        y : array-like of shape (n,)
+            The category of each clip; every one must have been seen in fit.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, 4)
         """
         check_is_fitted(self)
         d = self.transform(X)
@@ -407,12 +441,32 @@ class DescriptorProfile(BaseEstimator):
 
         Euclidean in descriptors divided by the pooled within-category spread;
         a descriptor the clip lacks counts as 3 spreads away from every category.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)`` (or descriptors ``(n, 4)`` when ``precomputed``).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes)
         """
         check_is_fitted(self)
         return self._distances(self.transform(X))
 
     def predict(self, X: object) -> np.ndarray:
-        """The category whose descriptors each clip is closest to."""
+        """The category whose descriptors each clip is closest to.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)`` (or descriptors ``(n, 4)`` when ``precomputed``).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
         return self.classes_[self.distances(X).argmin(axis=1)]
 
     def score(self, X: object, y: object) -> float:
@@ -420,11 +474,30 @@ class DescriptorProfile(BaseEstimator):
 
         Chance is about ``1 / n_classes``; real clips of a well-separated dataset
         score near 1.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)`` (or descriptors ``(n, 4)`` when ``precomputed``).
+        y : array-like of shape (n,)
+            The category each clip should match; every one must have been seen in fit.
+
+        Returns
+        -------
+        float
+            In ``[0, 1]``.
         """
         return self.report(X, y)["descriptor_agreement"]
 
     def report(self, X: object, y: object) -> dict[str, float]:
         """Agreement and mean absolute z-score per descriptor, as a flat dict.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Audio ``(n, samples)`` (or descriptors ``(n, 4)`` when ``precomputed``).
+        y : array-like of shape (n,)
+            The category each clip should match; every one must have been seen in fit.
 
         Returns
         -------
@@ -480,5 +553,20 @@ def descriptor_distance(
     """Mean absolute z-score of the generated clips' descriptors against their category.
 
     Lower is better; clips drawn from the category's own (normal) spread average about 0.8.
+
+    Parameters
+    ----------
+    categories : array-like of shape (n,)
+        The category each generated clip was made for.
+    generated : array-like or torch.Tensor
+        Generated audio ``(n, samples)`` (or descriptors when the profile is
+        ``precomputed``).
+    profile : DescriptorProfile
+        A profile fitted on real clips.
+
+    Returns
+    -------
+    float
+        ``profile.report(generated, categories)["abs_z_mean"]``.
     """
     return profile.report(generated, categories)["abs_z_mean"]

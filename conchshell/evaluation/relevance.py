@@ -113,7 +113,19 @@ class RelevanceClassifier(ClassifierMixin, BaseEstimator):
         return feats
 
     def featurize(self, X: object) -> np.ndarray:
-        """Raw (unstandardised) feature vectors ``(n, n_features)`` of the clips ``X``."""
+        """Raw (unstandardised) feature vectors ``(n, n_features)`` of the clips ``X``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Mono audio ``(n, samples)``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_features)
+            The chosen ``features`` blocks side by side (log-mel statistics, mean
+            chroma, descriptors with NaN set to 0).
+        """
         feats = self._check_params()
         batch = as_batch(X, name="X", min_samples=_MIN_SAMPLES)
         parts = []
@@ -159,16 +171,46 @@ class RelevanceClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def transform(self, X: object) -> np.ndarray:
-        """Embedding ``(n, n_features)``: the standardised features of the clips."""
+        """Embedding ``(n, n_features)``: the standardised features of the clips.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Mono audio ``(n, samples)``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_features)
+        """
         check_is_fitted(self)
         return self.scaler_.transform(self.featurize(X))
 
     def predict(self, X: object) -> np.ndarray:
-        """Predicted category of each clip."""
+        """Predicted category of each clip.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Mono audio ``(n, samples)``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+        """
         return self.classifier_.predict(self.transform(X))
 
     def predict_proba(self, X: object) -> np.ndarray:
-        """Category probabilities ``(n, n_classes)`` (when the classifier has them)."""
+        """Category probabilities ``(n, n_classes)`` (when the classifier has them).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Mono audio ``(n, samples)``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes)
+        """
         return self.classifier_.predict_proba(self.transform(X))
 
 
