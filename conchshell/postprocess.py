@@ -56,7 +56,22 @@ class SpectralGate(TransformerMixin, BaseEstimator):
         self.sample_rate = sample_rate
 
     def fit(self, X: object = None, y: object = None) -> SpectralGate:
-        """Check the parameters; the gate learns nothing. Returns ``self``."""
+        """Check the parameters; the gate learns nothing.
+
+        Parameters
+        ----------
+        X, y : ignored
+            Present for the scikit-learn API.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            When ``prop_decrease`` is outside ``[0, 1]`` or ``n_std_thresh`` is not positive.
+        """
         if not 0.0 <= float(self.prop_decrease) <= 1.0:
             raise ValueError(f"prop_decrease must lie in [0, 1], got {self.prop_decrease!r}")
         if float(self.n_std_thresh) <= 0:
@@ -65,7 +80,20 @@ class SpectralGate(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: object) -> np.ndarray:
-        """Denoise clips ``X`` of shape (n_clips, n_samples); returns float32."""
+        """Denoise clips ``X`` of shape (n_clips, n_samples); returns float32.
+
+        Fits first (checking the parameters) when :meth:`fit` was not called; an
+        all-zero clip is passed through unchanged.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Clips ``(n_clips, n_samples)`` at ``sample_rate``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_clips, n_samples), float32
+        """
         import noisereduce
 
         if not hasattr(self, "fitted_"):

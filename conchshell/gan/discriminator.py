@@ -93,7 +93,17 @@ class ScaleDiscriminator(nn.Module):
         self.downsampling_factor = f
 
     def output_length(self, length: int) -> int:
-        """Length of the logits for an input of ``length`` samples (<= 0: too short)."""
+        """Length of the logits for an input of ``length`` samples (<= 0: too short).
+
+        Parameters
+        ----------
+        length : int
+            Input length in samples.
+
+        Returns
+        -------
+        int
+        """
         if length <= _FIRST_PAD:
             return 0
         f = self.downsampling_factor
@@ -103,6 +113,19 @@ class ScaleDiscriminator(nn.Module):
         return length + 2 - 5 + 1  # the k5 and k3 convolutions; k3 keeps the length
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output for ``x``, the logits last.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input of shape ``(batch, 1, length)``.
+
+        Returns
+        -------
+        list of torch.Tensor
+            One ``(batch, channels, length_i)`` map per layer; the last is
+            ``(batch, 1, output_length(length))``.
+        """
         outputs = []
         for layer in self.layers:
             x = layer(x)
@@ -116,6 +139,14 @@ class MultiScaleDiscriminatorModule(nn.Module):
     ``forward(latents)`` takes ``(batch, 1, length)`` or ``(batch, C, T)``
     (flattened channel-major) and returns, per scale, the list of layer
     outputs with the logits last.
+
+    Parameters
+    ----------
+    num_scales : int
+        Number of scale discriminators; each reads the previous one's input
+        average-pooled by 2.
+    ndf, n_layers, downsampling_factor, max_channels : int
+        Sizes of every :class:`ScaleDiscriminator`.
     """
 
     def __init__(
@@ -149,6 +180,23 @@ class MultiScaleDiscriminatorModule(nn.Module):
         return True
 
     def forward(self, latents: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Run every scale on ``latents``.
+
+        Parameters
+        ----------
+        latents : torch.Tensor
+            ``(batch, 1, length)``, or ``(batch, C, T)`` flattened channel-major.
+
+        Returns
+        -------
+        list of list of torch.Tensor
+            Per scale, every layer's output, the logits ``(batch, 1, L_k)`` last.
+
+        Raises
+        ------
+        ValueError
+            When the flattened input is shorter than :meth:`min_length`.
+        """
         x = flatten_latents(latents)
         if not self._fits(x.shape[-1]):
             raise ValueError(
@@ -243,13 +291,34 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
         Deep level (the paper's: 2.7335 / 10.9757 / 43.9501).
 
         Keyword arguments override the preset's parameters.
+
+        Parameters
+        ----------
+        **kwargs
+            Constructor parameters that replace the preset's.
+
+        Returns
+        -------
+        MultiScaleDiscriminator
+            An unfitted discriminator.
         """
         params: dict[str, Any] = dict(ndf=4, n_layers=3, max_channels=64, init_std=None)
         return cls(**{**params, **kwargs})
 
     @classmethod
     def tiny(cls, **kwargs: Any) -> MultiScaleDiscriminator:
-        """A very small discriminator for tests (2 scales, 5,636 parameters, inputs >= 20 long)."""
+        """A very small discriminator for tests (2 scales, 5,636 parameters, inputs >= 20 long).
+
+        Parameters
+        ----------
+        **kwargs
+            Constructor parameters that replace the preset's.
+
+        Returns
+        -------
+        MultiScaleDiscriminator
+            An unfitted discriminator.
+        """
         params: dict[str, Any] = dict(
             num_scales=2, ndf=4, n_layers=2, downsampling_factor=2, max_channels=16, init_std=None
         )

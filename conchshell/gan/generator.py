@@ -74,6 +74,17 @@ class ResidualBlock(nn.Module):
         self.shortcut = wn_conv1d(channels, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shortcut plus residual branch; same shape as ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input ``(batch, channels, length)``.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return self.shortcut(x) + self.block(x)
 
 
@@ -167,7 +178,30 @@ class StridedGenerator(_ConditionedGenerator):
         final_kernel: int,
         dilations: tuple[int, ...] = (1, 3),
     ) -> int:
-        """Length of the 1-channel sequence that the stack maps onto ``n_frames`` steps."""
+        """Length of the 1-channel sequence that the stack maps onto ``n_frames`` steps.
+
+        Parameters
+        ----------
+        n_frames : int
+            Output length wanted (latent frames).
+        kernels, strides : tuple of int
+            Kernel size and stride of each strided convolution, in order.
+        final_kernel : int
+            Kernel size of the last (unstrided) convolution.
+        dilations : tuple of int, default (1, 3)
+            Dilations of the residual blocks; every stage must stay longer than the
+            largest.
+
+        Returns
+        -------
+        int
+            A multiple of ``prod(strides)``.
+
+        Raises
+        ------
+        ValueError
+            When a stage would be too short for the residual blocks.
+        """
         length = (n_frames - 1) + final_kernel - 2
         for kernel, stride in zip(reversed(kernels), reversed(strides), strict=True):
             length = (length - 1) * stride + kernel - 2
@@ -190,6 +224,17 @@ class StridedGenerator(_ConditionedGenerator):
         """Map ``features (batch, in_features)`` and ``categories (batch,)`` to latents.
 
         Returns ``(batch, emb_width, n_frames)`` in ``[-100, 100]``.
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            Image features ``(batch, in_features)``.
+        categories : torch.Tensor
+            Integer category ids ``(batch,)``.
+
+        Returns
+        -------
+        torch.Tensor
         """
         x = self.linear(self._condition(features, categories))
         x = self.body(rearrange(x, "b l -> b 1 l"))
@@ -277,6 +322,17 @@ class PooledGenerator(_ConditionedGenerator):
         """Map ``features (batch, in_features)`` and ``categories (batch,)`` to latents.
 
         Returns ``(batch, emb_width, n_frames)`` in ``[-100, 100]``.
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            Image features ``(batch, in_features)``.
+        categories : torch.Tensor
+            Integer category ids ``(batch,)``.
+
+        Returns
+        -------
+        torch.Tensor
         """
         x = self.linear(self._condition(features, categories))
         x = self.frames(self.body(rearrange(x, "b l -> b 1 l")))

@@ -84,7 +84,19 @@ def discriminator_hinge_loss(
 
 
 def generator_hinge_loss(fake_outputs: ScaleOutputs) -> torch.Tensor:
-    """Adversarial loss of the generator, ``sum_k -mean(D_k(fake))`` (paper eq. 2)."""
+    """Adversarial loss of the generator, ``sum_k -mean(D_k(fake))`` (paper eq. 2).
+
+    Parameters
+    ----------
+    fake_outputs : sequence
+        Discriminator outputs on generated latents, per scale: a list of layer
+        outputs with the logits last (or the logits alone).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+    """
     fake = _logits(fake_outputs, "fake_outputs")
     return sum((-f.mean() for f in fake), torch.zeros((), device=fake[0].device))
 
@@ -206,6 +218,19 @@ def log_mel(
 
     ``audio`` is ``(batch, samples)`` or ``(batch, 1, samples)``; the other
     arguments are those of :func:`mel_l1_loss`.
+
+    Parameters
+    ----------
+    audio : torch.Tensor
+        ``(batch, samples)`` or ``(batch, 1, samples)``.
+    sample_rate, n_fft, hop_length, win_length, n_mels : int
+        The mel transform's settings (by default 16000, 2048, 300, 1200, 128).
+    floor : float, default 1e-5
+        Smallest mel value before the log.
+
+    Returns
+    -------
+    torch.Tensor
     """
     audio = _as_batch_audio(audio, "audio")
     transform = _mel_transform(audio.device, sample_rate, n_fft, hop_length, win_length, n_mels)
@@ -253,13 +278,39 @@ def mel_l1_loss(
 
 
 def latent_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between predicted and target continuous latents ``(batch, emb_width, frames)``."""
+    """L1 between predicted and target continuous latents ``(batch, emb_width, frames)``.
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        Predicted latents.
+    target : torch.Tensor
+        Target latents, same shape (no gradient flows into it).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+    """
     _check_pair(target, pred, "latents")
     return F.l1_loss(pred, target.detach())
 
 
 def code_l1_loss(pred: torch.Tensor, quantized_target: torch.Tensor) -> torch.Tensor:
-    """L1 between predicted latents and the target's codebook vectors (the authors' code term)."""
+    """L1 between predicted latents and the target's codebook vectors (the authors' code term).
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        Predicted latents ``(batch, emb_width, frames)``.
+    quantized_target : torch.Tensor
+        Codebook vectors of the target codes, same shape (no gradient flows into it).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+    """
     _check_pair(quantized_target, pred, "latents")
     return F.l1_loss(pred, quantized_target.detach())
 
@@ -394,6 +445,20 @@ class ConchShellLoss(BaseEstimator):
         gradients, see the module docs) and ``real_audio``; ``latent``
         ``pred_latents`` and ``target_latents``; ``code`` ``pred_latents`` and
         ``quantized_target``.
+
+        Parameters
+        ----------
+        fake_outputs, real_outputs : sequence, optional
+            Discriminator outputs per scale (lists of layer outputs, logits last)
+            for generated and real latents.
+        fake_audio, real_audio : torch.Tensor, optional
+            Decoded generated audio and the real audio, ``(batch, samples)``.
+        pred_latents : torch.Tensor, optional
+            The generator's latents ``(batch, emb_width, frames)``.
+        target_latents : torch.Tensor, optional
+            The codec's continuous latents of the real audio, same shape.
+        quantized_target : torch.Tensor, optional
+            The codebook vectors of the real audio's codes, same shape.
 
         Returns
         -------

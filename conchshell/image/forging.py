@@ -52,7 +52,19 @@ class ForgingModule(nn.Module):
         self.mode, self.repeats, self.size, self.n_frames = mode, repeats, size, n_frames
 
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        """Video of shape (batch, 3, frames, size, size)."""
+        """Video of shape (batch, 3, frames, size, size).
+
+        Parameters
+        ----------
+        x : torch.Tensor or sequence of torch.Tensor
+            The image ``(batch, 3, H, W)`` for ``"repeat"``; otherwise the encoder's
+            block maps ``(batch, C_i, H_i, W_i)``, each folded to 3 channels by
+            averaging three channel groups (``"static"`` uses only the last map).
+
+        Returns
+        -------
+        torch.Tensor
+        """
         if self.mode == "repeat":
             return repeat(_resize(x, self.size), "b c h w -> b c t h w", t=self.n_frames)
         if self.mode == "static":
@@ -145,6 +157,11 @@ class TemporalForger(TorchComponent):
 
     def fit(self, X: object = None, y: object = None) -> TemporalForger:
         """Check the parameters and build the (weightless) module; ``X`` and ``y`` are ignored.
+
+        Parameters
+        ----------
+        X, y : ignored
+            Present for the scikit-learn API.
 
         Returns
         -------

@@ -268,7 +268,20 @@ class TCNNModule(nn.Module):
             nn.init.zeros_(block[0].bias)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Return the logits and every block's map (after ReLU, before pooling)."""
+        """Return the logits and every block's map (after ReLU, before pooling).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Normalised images ``(batch, 3, H, W)``.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            Shape ``(batch, n_categories)``.
+        maps : list of torch.Tensor
+            One ``(batch, C_i, H_i, W_i)`` map per block, in order.
+        """
         maps = []
         for block, pool in zip(self.blocks, self.pool_after, strict=True):
             x = block(x)
@@ -278,7 +291,17 @@ class TCNNModule(nn.Module):
         return self.classifier(x), maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape (batch, n_categories)."""
+        """Class logits, shape (batch, n_categories).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Normalised images ``(batch, 3, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return self.forward_features(x)[0]
 
 

@@ -52,7 +52,18 @@ class VGGFeatures(nn.Module):
         self.blocks = tuple(blocks)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Block maps, each of shape (batch, C_i, H_i, W_i)."""
+        """Block maps, each of shape (batch, C_i, H_i, W_i).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Normalised images ``(batch, 3, H, W)``.
+
+        Returns
+        -------
+        list of torch.Tensor
+            The output of each selected block (before its max pooling), shallowest first.
+        """
         maps, block, last = [], 0, max(self.blocks)
         for layer in self.features:
             if isinstance(layer, nn.MaxPool2d):
@@ -233,6 +244,11 @@ class VGGEncoder(TorchComponent):
 
     def fit(self, X: object = None, y: object = None) -> VGGEncoder:
         """Build the module; nothing is learned (``X`` and ``y`` are ignored).
+
+        Parameters
+        ----------
+        X, y : ignored
+            Present for the scikit-learn API.
 
         Returns
         -------

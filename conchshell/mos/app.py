@@ -362,6 +362,13 @@ class MOSApp:
     def running(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Serve in a background thread for the duration of a ``with`` block.
 
+        Parameters
+        ----------
+        host : str, default "127.0.0.1"
+            Address to listen on.
+        port : int, default 0
+            Port to listen on; 0 picks a free one.
+
         Yields
         ------
         str

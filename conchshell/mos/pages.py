@@ -86,7 +86,18 @@ def rate_url(rater: str) -> str:
 
 
 def start_page(n_items: int) -> bytes:
-    """The welcome page: what the test is, and a field for the rater's name."""
+    """The welcome page: what the test is, and a field for the rater's name.
+
+    Parameters
+    ----------
+    n_items : int
+        How many clips the test has.
+
+    Returns
+    -------
+    bytes
+        The UTF-8 HTML page.
+    """
     n = n_items
     body = f"""
 <header><h1>Listening test: music for pictures</h1></header>
@@ -109,7 +120,24 @@ quiet room. You can close the page and come back later with the same name.</p>
 
 
 def rate_page(rater: str, item: str, pass_: int, position: int, total: int) -> bytes:
-    """One item: the picture, the clip and the three rating scales."""
+    """One item: the picture, the clip and the three rating scales.
+
+    Parameters
+    ----------
+    rater : str
+        The rater's name, carried in a hidden field.
+    item : str
+        The clip's name; the page loads ``/image/<item>`` and ``/audio/<item>``.
+    pass_ : int
+        1 or 2: which of the two passes this is.
+    position, total : int
+        Where this clip is in the rater's sequence (from 1) and its length.
+
+    Returns
+    -------
+    bytes
+        The UTF-8 HTML page, with a form that posts to ``/rate``.
+    """
     scales = []
     for key, (title, helptext, low, high) in METRIC_HELP.items():
         radios = "".join(
@@ -143,7 +171,22 @@ def rate_page(rater: str, item: str, pass_: int, position: int, total: int) -> b
 
 
 def done_page(rater: str, n_ratings: int, n_items: int) -> bytes:
-    """The page shown once a rater has rated every item twice."""
+    """The page shown once a rater has rated every item twice.
+
+    Parameters
+    ----------
+    rater : str
+        The rater's name, shown escaped.
+    n_ratings : int
+        How many ratings the rater gave.
+    n_items : int
+        How many clips the test has; 0 shows a "nothing left to rate" note.
+
+    Returns
+    -------
+    bytes
+        The UTF-8 HTML page.
+    """
     if n_items == 0:
         text = (
             "Every clip already has enough raters, so there is nothing left for you to rate. "
@@ -162,7 +205,22 @@ def done_page(rater: str, n_ratings: int, n_items: int) -> bytes:
 
 
 def error_page(status: str, message: str, back: str | None = None) -> bytes:
-    """An error page that quotes ``message`` safely and links back."""
+    """An error page that quotes ``message`` safely and links back.
+
+    Parameters
+    ----------
+    status : str
+        The HTTP status line, e.g. ``"404 Not Found"``; used as the heading.
+    message : str
+        What went wrong.
+    back : str, optional
+        URL of the "Go back" link; no link when ``None``.
+
+    Returns
+    -------
+    bytes
+        The UTF-8 HTML page.
+    """
     link = f'<p><a href="{escape(back)}">Go back to the test</a></p>' if back else ""
     body = (
         f"<header><h1>{escape(status)}</h1></header>"

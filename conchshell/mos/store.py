@@ -157,7 +157,17 @@ class RatingStore:
         return "duplicate" if list(stored) == values else "conflict"
 
     def done(self, rater: str) -> set[tuple[str, int]]:
-        """The (item, pass) pairs this rater has rated."""
+        """The (item, pass) pairs this rater has rated.
+
+        Parameters
+        ----------
+        rater : str
+            The rater's name.
+
+        Returns
+        -------
+        set of (str, int)
+        """
         with self._connect() as con:
             rows = con.execute("SELECT item, pass FROM ratings WHERE rater=?", (rater,))
             return {(item, p) for item, p in rows}
@@ -243,6 +253,19 @@ def shuffled(items: Sequence[str], rater: str, pass_: int) -> list[str]:
 
     The same rater sees the same order after a reload or a restart; each pass
     has its own order.
+
+    Parameters
+    ----------
+    items : sequence of str
+        The clip names (their given order does not matter).
+    rater : str
+        The rater's name.
+    pass_ : int
+        The pass number.
+
+    Returns
+    -------
+    list of str
     """
     seed = int.from_bytes(hashlib.sha256(f"{rater}\0{pass_}".encode()).digest()[:8], "big")
     order = sorted(items)
@@ -256,6 +279,18 @@ def rating_sequence(items: Sequence[str], rater: str) -> list[tuple[str, int]]:
     Pass 1 shows every item in one seeded order, pass 2 in another. When pass
     2 would open with the clip that closed pass 1, it is rotated by one so no
     clip plays twice in a row.
+
+    Parameters
+    ----------
+    items : sequence of str
+        The clip names.
+    rater : str
+        The rater's name; seeds both orders.
+
+    Returns
+    -------
+    list of (str, int)
+        ``2 * len(items)`` pairs, pass 1 first.
     """
     first = shuffled(items, rater, 1)
     second = shuffled(items, rater, 2)
@@ -316,7 +351,17 @@ class MOSSummary:
     source: Path
 
     def to_markdown(self, digits: int = 2) -> str:
-        """A markdown table: ``mean ± std`` per metric, then the counts."""
+        """A markdown table: ``mean ± std`` per metric, then the counts.
+
+        Parameters
+        ----------
+        digits : int, default 2
+            Decimals of the means and standard deviations.
+
+        Returns
+        -------
+        str
+        """
         head = ["model", *METRICS.values(), "items", "raters", "ratings", "single-pass"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
@@ -350,7 +395,17 @@ class MOSSummary:
 
 
 def summarize(store: RatingStore) -> MOSSummary:
-    """Compute the per-model summary of every rating in ``store`` (see :class:`MOSSummary`)."""
+    """Compute the per-model summary of every rating in ``store`` (see :class:`MOSSummary`).
+
+    Parameters
+    ----------
+    store : RatingStore
+        The ratings database.
+
+    Returns
+    -------
+    MOSSummary
+    """
     # (model, item, rater) -> list of per-pass score triples
     units: dict[tuple[str, str, str], list[tuple[int, int, int]]] = defaultdict(list)
     n_ratings: dict[str, int] = defaultdict(int)

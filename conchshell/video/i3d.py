@@ -44,7 +44,18 @@ class I3DBackbone(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Features of shape (batch, channels) from a video (batch, 3, T, H, W)."""
+        """Features of shape (batch, channels) from a video (batch, 3, T, H, W).
+
+        Parameters
+        ----------
+        video : torch.Tensor
+            Clip ``(batch, 3, T, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The last block's output averaged over time and space.
+        """
         x = video
         for block in self.blocks:
             x = block(x)
@@ -172,6 +183,11 @@ class I3DExtractor(TorchComponent):
 
     def fit(self, X: object = None, y: object = None) -> I3DExtractor:
         """Build the network; nothing is learned here (``X`` and ``y`` are ignored).
+
+        Parameters
+        ----------
+        X, y : ignored
+            Present for the scikit-learn API.
 
         Returns
         -------
