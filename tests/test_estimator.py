@@ -226,11 +226,12 @@ def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
 
 
 def test_image_groups_keep_augmented_copies_together(tmp_path):
+    from types import SimpleNamespace
+
     from conchshell.estimator import _image_groups
 
-    class Paths:
-        image_paths = [tmp_path / "coast-1" / n for n in ("a.jpg", "a-1.jpg", "a-5.jpg", "b.jpg")]
-
-    groups = _image_groups(Paths())
+    names = ("a.jpg", "a-1.jpg", "a-5.jpg", "b.jpg")
+    dataset = SimpleNamespace(image_paths=[tmp_path / "coast-1" / n for n in names])
+    groups = _image_groups(dataset)
     assert groups.tolist() == ["coast-1/a", "coast-1/a", "coast-1/a", "coast-1/b"]
     assert _image_groups(make_toy_dataset(n_per_category=1, n_samples=1600)) is None
