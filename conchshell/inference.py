@@ -16,8 +16,9 @@
   whose autocast recasts every weight on every call and leaves the layout as it
   is. The codebook lookup stays in float32, so a latent snaps to the same
   code unless it lies within bf16 rounding of a tie;
-- optionally ``torch.compile`` (off by default: on two CPU cores it compiled
-  for minutes and ran no faster, see ``docs/performance.md``).
+- optionally ``torch.compile`` (off by default: on two CPU cores the first
+  call compiled for 223 s, and later calls were 10-20 % faster, about the
+  noise of a shared machine; see ``docs/performance.md``).
 
 The result is meant for :meth:`~ImageToMusic.predict` and
 :meth:`~ImageToMusic.generate_files`: its state-dict keys differ from the
