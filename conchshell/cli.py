@@ -331,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (CLIError, ValueError, OSError) as exc:
-        print(f"conchshell: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, however the cause was formatted
+        print(f"conchshell: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("conchshell: interrupted", file=sys.stderr)
