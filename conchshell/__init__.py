@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "load_bop": "conchshell.datasets",
     "load_pairs": "conchshell.datasets",
     "profile": "conchshell.profile",
+    "optimize": "conchshell.inference",
+    "presets": "conchshell.presets",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -43,7 +45,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'conchshell' has no attribute {name!r}")
-    if name == "profile":
+    if name in ("profile", "presets"):
         return importlib.import_module(module)
     return getattr(importlib.import_module(module), name)
 

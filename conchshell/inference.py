@@ -95,7 +95,18 @@ class CastModule(nn.Module):
         return x
 
     def forward(self, *args: Any) -> Any:
-        """Call the wrapped module on cast arguments; float outputs in float32."""
+        """Call the wrapped module on cast arguments.
+
+        Parameters
+        ----------
+        *args : object
+            The wrapped module's inputs; floating tensors are cast to its dtype.
+
+        Returns
+        -------
+        object
+            The module's output, a floating tensor converted back to float32.
+        """
         out = self.module(*(self._cast(a) for a in args))
         if isinstance(out, torch.Tensor) and out.is_floating_point():
             return out.float()
@@ -217,7 +228,16 @@ class Conv1dAs2d(nn.Module):
         self.conv = conv2d.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, channels, time)`` in, ``(batch, channels_out, time_out)`` out."""
+        """Run the 1-D convolution as a 2-D one of height 1.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, time)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, channels_out, time_out)
+        """
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         return self.conv(x).squeeze(2)
 
