@@ -776,15 +776,8 @@ class ImageToMusic(BaseEstimator):
         record: dict[str, Any] = {
             ("d_total" if k == "total" else k): float(v.detach()) for k, v in d_terms.items()
         }
-        if _finite_everywhere(d_terms["total"]):
-            opt_d.zero_grad(set_to_none=True)
-            d_terms["total"].backward()
-            if _grads_finite(d_model):
-                opt_d.step()
-            else:
-                record["skipped_d"] = "non-finite gradient"
-        else:
-            record["skipped_d"] = "non-finite loss"
+        opt_d.zero_grad(set_to_none=True)
+        _guarded_step(d_terms["total"], d_model, opt_d, record, "skipped_d")
         if not _finite_everywhere(fake):
             # The codec refuses non-finite latents: skip the generator's update instead.
             record["skipped_g"] = "non-finite output"
@@ -810,14 +803,7 @@ class ImageToMusic(BaseEstimator):
         )
         record.update({f"g_{k}": float(v.detach()) for k, v in g_terms.items()})
         opt_g.zero_grad(set_to_none=True)
-        if _finite_everywhere(g_terms["total"]):
-            g_terms["total"].backward()
-            if _grads_finite(g_model):
-                opt_g.step()
-            else:
-                record["skipped_g"] = "non-finite gradient"
-        else:
-            record["skipped_g"] = "non-finite loss"
+        _guarded_step(g_terms["total"], g_model, opt_g, record, "skipped_g")
         opt_d.zero_grad(set_to_none=True)  # the G step left gradients in D
         return record
 
@@ -1263,6 +1249,24 @@ class ImageToMusic(BaseEstimator):
 
 
 # ---------------------------------------------------------------- helpers
+def _guarded_step(
+    total: torch.Tensor,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    record: dict[str, Any],
+    key: str,
+) -> None:
+    """Back-propagate and step, unless the loss or a gradient is not finite (logged)."""
+    if not _finite_everywhere(total):
+        record[key] = "non-finite loss"
+        return
+    total.backward()
+    if _grads_finite(model):
+        optimizer.step()
+    else:
+        record[key] = "non-finite gradient"
+
+
 def _image_groups(dataset: Any) -> np.ndarray | None:
     """One group per original photo: BOP's augmented copies end in -1 .. -5.
 
