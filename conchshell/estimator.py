@@ -377,7 +377,31 @@ class ImageToMusic(BaseEstimator):
             video = self.forger_.transform(self.encoder_.transform(images))
         return torch.as_tensor(self.extractor_.transform(video))
 
-    def _predict_categories(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def _features_and_categories(
+        self, images: torch.Tensor, batch_size: int = 8
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extractor features and predicted categories, the encoder run once per image."""
+        one_pass = (
+            self.category_model_ is None
+            and hasattr(self.encoder_, "transform_predict")
+            and getattr(self.forger_, "mode", "groups") != "repeat"
+        )
+        if not one_pass:
+            features = self._features(images, batch_size)
+            return features, self._predict_categories(images, features)
+        feats, cats = [], []
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size]
+            # Class scores go to an argmax: keep the encoder out of bf16 autocast.
+            with torch.autocast(chunk.device.type, enabled=False):
+                maps, predicted = self.encoder_.transform_predict(chunk)
+            feats.append(torch.as_tensor(self.extractor_.transform(self.forger_.transform(maps))))
+            cats.append(torch.as_tensor(np.asarray(predicted), dtype=torch.long))
+        return torch.cat([f.cpu() for f in feats]), torch.cat(cats)
+
+    def _predict_categories(
+        self, images: torch.Tensor, features: torch.Tensor | None
+    ) -> torch.Tensor:
         if self.category_model_ is not None:
             pred = self.category_model_.predict(features.double().cpu().numpy())
         else:
@@ -907,8 +931,10 @@ class ImageToMusic(BaseEstimator):
 
         self._check_fitted()
         batch = to_image_batch(images)
+        batch = batch.to(self.generator_.device_)
         with torch.inference_mode():
-            feats = self._features(batch.to(self.generator_.device_))
+            # The encoder classifies alone; only the VGG path needs the extractor's features.
+            feats = None if self.category_model_ is None else self._features(batch)
             return self._predict_categories(batch, feats).numpy()
 
     def predict_latents(self, images: object, categories: object = None) -> torch.Tensor:
@@ -932,10 +958,10 @@ class ImageToMusic(BaseEstimator):
         batch = to_image_batch(images)
         device = self.generator_.device_
         with torch.inference_mode():
-            feats = self._features(batch.to(device))
             if categories is None:
-                cats = self._predict_categories(batch.to(device), feats)
+                feats, cats = self._features_and_categories(batch.to(device))
             else:
+                feats = self._features(batch.to(device))
                 cats = check_categories(
                     categories, n_samples=batch.shape[0], n_categories=len(self.categories_)
                 )

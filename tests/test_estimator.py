@@ -235,3 +235,23 @@ def test_image_groups_keep_augmented_copies_together(tmp_path):
     groups = _image_groups(dataset)
     assert groups.tolist() == ["coast-1/a", "coast-1/a", "coast-1/a", "coast-1/b"]
     assert _image_groups(make_toy_dataset(n_per_category=1, n_samples=1600)) is None
+
+
+def test_predict_runs_the_encoder_once_per_image(fitted, toy):
+    images = toy.stack_images()[:3]
+    module = fitted.encoder_.module_
+    calls = []
+    original = module.forward_features
+
+    def counted(batch):
+        calls.append(batch.shape[0])
+        return original(batch)
+
+    module.forward_features = counted
+    try:
+        clips = fitted.predict(images)
+        assert calls == [3]  # maps and category from the same pass
+        chosen = fitted.predict_categories(images)
+        np.testing.assert_array_equal(clips, fitted.predict(images, categories=chosen))
+    finally:
+        del module.forward_features

@@ -235,3 +235,23 @@ def test_grouped_split_keeps_groups_whole_and_balanced():
     with pytest.raises(ValueError, match="one label per image"):
         x, y2 = _toy(n_per_class=1)
         TCNNEncoder(device="cpu", max_epochs=1).fit(x, y2, groups=[0, 1, 2])
+
+
+def test_transform_predict_is_one_pass_of_transform_and_predict():
+    x, y = _toy()
+    enc = TCNNEncoder(max_epochs=2, batch_size=4, validation_fraction=0, device="cpu")
+    enc.set_params(random_state=0, augment=False).fit(x, y)
+    calls = []
+    original = enc.module_.forward_features
+
+    def counted(batch):
+        calls.append(1)
+        return original(batch)
+
+    enc.module_.forward_features = counted
+    maps, predicted = enc.transform_predict(x)
+    assert len(calls) == 2  # six images in batches of four: one pass per batch
+    for got, want in zip(maps, enc.transform(x), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    np.testing.assert_array_equal(predicted, enc.predict(x))
+    assert predicted.dtype == np.int64

@@ -335,7 +335,9 @@ class PooledGenerator(_ConditionedGenerator):
         torch.Tensor
         """
         x = self.linear(self._condition(features, categories))
-        x = self.frames(self.body(rearrange(x, "b l -> b 1 l")))
+        # The fast path's channels-last convolutions hand back a strided view; a
+        # Linear over a strided input copies its whole weight (10 ms at paper scale).
+        x = self.frames(self.body(rearrange(x, "b l -> b 1 l")).contiguous())
         return torch.tanh(x) * OUTPUT_SCALE
 
 

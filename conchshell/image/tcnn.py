@@ -724,6 +724,37 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                 parts.append(self.module_.forward_features(xb)[1])
         return [torch.cat(maps) for maps in zip(*parts, strict=True)]
 
+    def transform_predict(self, images: object) -> tuple[list[torch.Tensor], np.ndarray]:
+        """:meth:`transform` and :meth:`predict` from one forward pass.
+
+        The block maps and the class scores come out of the same pass, so
+        generating music needs the network once per image, not twice.
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+
+        Returns
+        -------
+        maps : list of torch.Tensor
+            As :meth:`transform` returns them.
+        categories : ndarray of int64, shape (n_images,)
+            As :meth:`predict` returns them.
+        """
+        self._check_initialized()
+        x = check_images(images, size=IMAGE_SIZE)
+        self.module_.eval()
+        parts: list[list[torch.Tensor]] = []
+        logits = []
+        with torch.no_grad():
+            for begin in range(0, len(x), self.batch_size):
+                xb = _to_device(x[begin : begin + self.batch_size], self.device_)
+                scores, maps = self.module_.forward_features(xb)
+                logits.append(scores.float())
+                parts.append(maps)
+        predicted = torch.cat(logits).argmax(dim=1).cpu().numpy()
+        return [torch.cat(maps) for maps in zip(*parts, strict=True)], self.classes_[predicted]
+
 
 #: The paper's name for the encoder.
 TCNN = TCNNEncoder
