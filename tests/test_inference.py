@@ -16,6 +16,7 @@ from conchshell.inference import (
     convs_as_2d,
     fold_batch_norm,
     fold_weight_norm,
+    inplace_activations,
     optimize,
     set_threads,
 )
@@ -221,3 +222,55 @@ def test_cast_module_casts_floats_and_passes_integers():
     video = torch.randn(1, 3, 2, 4, 4)
     wrapped = CastModule(nn.Identity(), torch.float32, torch.channels_last_3d)
     assert wrapped(video).is_contiguous(memory_format=torch.channels_last_3d)
+
+
+class _Bottleneck(nn.Module):
+    """A residual block shaped like I3D's: identity shortcut, shared-free ReLUs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.act = nn.ReLU()
+        self.out = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x + self.act(self.conv(x)))
+
+
+def test_inplace_activations_in_a_traced_graph_keep_the_function():
+    torch.manual_seed(0)
+    net = torch.fx.symbolic_trace(_Bottleneck())
+    x = torch.randn(2, 4, 8)
+    want = net(x)
+    # the ReLU after the conv, the addition (into the branch, not the input) and the final ReLU
+    assert inplace_activations(net) == 3
+    assert net.act.inplace and net.out.inplace
+    x_before = x.clone()
+    torch.testing.assert_close(net(x), want, rtol=0, atol=0)
+    assert torch.equal(x, x_before)  # the caller's input is never overwritten
+
+
+def test_inplace_activations_leave_shared_and_input_activations_alone():
+    relu = nn.ReLU()
+    seq = nn.Sequential(relu, nn.Conv1d(2, 2, 1), nn.LeakyReLU(0.2), nn.Linear(3, 3), nn.ReLU())
+    assert inplace_activations(seq) == 1
+    assert not seq[0].inplace and seq[2].inplace and not seq[4].inplace
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 1)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.conv(x)) + self.act(x)  # second call reads the input
+
+    graph = torch.fx.symbolic_trace(Shared())
+    inplace_activations(graph)
+    assert not graph.act.inplace
+
+
+def test_optimize_reports_in_place_operations(fitted, images):
+    fast = optimize(fitted, precision="float32")
+    assert fast.inference_["in_place_ops"] > 0
+    np.testing.assert_allclose(fast.predict(images), fitted.predict(images), atol=1e-5)

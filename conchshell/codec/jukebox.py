@@ -106,7 +106,9 @@ class _ResidualUnit(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.model(x)
+        out = self.model(x)
+        out += x  # into the last convolution's fresh output: one tensor fewer
+        return out
 
 
 class _ResidualStack(nn.Module):

@@ -85,7 +85,11 @@ class ResidualBlock(nn.Module):
         -------
         torch.Tensor
         """
-        return self.shortcut(x) + self.block(x)
+        out = self.block(x)
+        # Adding into the branch's fresh output saves a tensor (autograd-safe: a
+        # convolution does not keep its output for the backward pass).
+        out += self.shortcut(x)
+        return out
 
 
 def _residual_stack(channels: int, dilations: tuple[int, ...]) -> list[nn.Module]:
