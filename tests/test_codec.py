@@ -287,6 +287,23 @@ def test_fit_accepts_a_dataset_of_items_and_respects_max_time() -> None:
     assert 1 <= timed.n_steps_ < 10**6
 
 
+def test_cosine_schedule_anneals_over_the_step_budget() -> None:
+    audio = _tones(2, 2048, seed=0)
+    constant = JukeboxCodec.tiny(random_state=0, max_steps=4).fit(audio)
+    assert [r["lr"] for r in constant.history_] == [3e-3] * 4
+    cosine = JukeboxCodec.tiny(random_state=0, max_steps=4, lr_schedule="cosine").fit(audio)
+    # 0.5 * lr * (1 + cos(pi * step / 4)) for steps 0..3
+    expected = [3e-3, 3e-3 * (2 + 2**0.5) / 4, 1.5e-3, 3e-3 * (2 - 2**0.5) / 4]
+    assert [r["lr"] for r in cosine.history_] == pytest.approx(expected, rel=1e-12)
+
+
+def test_cosine_schedule_follows_the_time_budget_when_it_binds() -> None:
+    codec = JukeboxCodec.tiny(max_steps=10**9, max_time=100.0, lr_schedule="cosine")
+    assert codec._learning_rate(0, 0.0) == pytest.approx(3e-3)
+    assert codec._learning_rate(10, 50.0) == pytest.approx(1.5e-3)
+    assert codec._learning_rate(10, 150.0) == 0.0
+
+
 def test_fit_reads_each_piece_of_a_library_dataset_once() -> None:
     class Pieces:
         """Duck-types the library datasets: three images, two pieces of music."""
@@ -394,6 +411,7 @@ def test_bad_codes_latents_and_levels(tiny: JukeboxCodec) -> None:
         ({"hops": (64, 32)}, "equally long"),
         ({"windows": (512, 128, 64)}, "window"),
         ({"max_time": -1}, "max_time"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
     ],
 )
 def test_bad_parameters_fail_at_initialize(params: dict, match: str) -> None:

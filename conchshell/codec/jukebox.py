@@ -90,6 +90,7 @@ _LINF_FRACTION = 2048 / 393_216
 _REVIVAL_THRESHOLD = 1.0
 _FORMAT = "conchshell.JukeboxCodec"
 _EMA_KEYS = ("k_sum", "k_elem")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 # --------------------------------------------------------------------------- modules
@@ -399,6 +400,11 @@ class JukeboxCodec(TorchComponent):
         Crops per training step; also the chunk size of inference.
     lr : float, default=3e-4
         AdamW learning rate.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` anneals the learning rate from ``lr`` to zero over the
+        training budget: the fraction done is the larger of ``step /
+        max_steps`` and ``elapsed / max_time``, so a time-limited run still
+        ends at a small rate.
     segment_length : int, default=16384
         Length in samples of the random training crops (rounded up to the
         largest hop).
@@ -421,7 +427,8 @@ class JukeboxCodec(TorchComponent):
         One entry per training step: total loss and, per level ``L``, the
         terms ``recons_L``, ``spectral_L``, ``commit_L``, the number of
         distinct codes the batch used ``used_L``, their perplexity
-        ``perplexity_L`` and the number of codes re-seeded ``revived_L``.
+        ``perplexity_L`` and the number of codes re-seeded ``revived_L``, and
+        the learning rate ``lr`` of the step.
     n_steps_ : int
         Steps :meth:`fit` ran.
 
@@ -460,6 +467,7 @@ class JukeboxCodec(TorchComponent):
         max_time: float | None = None,
         batch_size: int = 4,
         lr: float = 3e-4,
+        lr_schedule: str = "constant",
         segment_length: int = 16384,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 500,
@@ -490,6 +498,7 @@ class JukeboxCodec(TorchComponent):
         self.max_time = max_time
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.segment_length = segment_length
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -609,6 +618,10 @@ class JukeboxCodec(TorchComponent):
             raise ValueError(f"m_conv={self.m_conv!r} leaves residual units with no channels")
         if self.max_time is not None and not float(self.max_time) > 0:
             raise ValueError(f"max_time must be positive seconds or None, got {self.max_time!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
 
     def _build_module(self) -> JukeboxVQVAE:
         self._validate_params()
@@ -945,8 +958,12 @@ class JukeboxCodec(TorchComponent):
             while step < self.max_steps:
                 if self.max_time is not None and time.monotonic() - start > float(self.max_time):
                     break
+                rate = self._learning_rate(step, time.monotonic() - start)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
                 batch = self._sample_batch(clips, seg, gen)
                 record = self._train_step(batch, optimizer, gen)
+                record["lr"] = rate
                 step += 1
                 record["step"] = step
                 record["time"] = time.monotonic() - start
@@ -962,6 +979,14 @@ class JukeboxCodec(TorchComponent):
         if self.checkpoint_dir is not None:
             self.save(Path(self.checkpoint_dir) / "codec-last.safetensors")
         return self
+
+    def _learning_rate(self, step: int, elapsed: float) -> float:
+        if self.lr_schedule == "constant":
+            return float(self.lr)
+        done = step / self.max_steps
+        if self.max_time is not None:
+            done = max(done, elapsed / float(self.max_time))
+        return 0.5 * float(self.lr) * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
     def _segment_length(self) -> int:
         top = self.hop_length(self.levels - 1)
