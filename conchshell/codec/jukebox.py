@@ -619,9 +619,7 @@ class JukeboxCodec(TorchComponent):
         if self.max_time is not None and not float(self.max_time) > 0:
             raise ValueError(f"max_time must be positive seconds or None, got {self.max_time!r}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
     def _build_module(self) -> JukeboxVQVAE:
         self._validate_params()
