@@ -94,6 +94,7 @@ def test_fit_learns_and_records_history():
     assert len(enc.history_) == 8 and enc.best_epoch_ == 8
     assert set(enc.history_[0]) == {
         "epoch",
+        "lr",
         "train_loss",
         "train_accuracy",
         "valid_loss",
@@ -255,3 +256,23 @@ def test_transform_predict_is_one_pass_of_transform_and_predict():
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     np.testing.assert_array_equal(predicted, enc.predict(x))
     assert predicted.dtype == np.int64
+
+
+def test_cosine_schedule_and_label_smoothing():
+    x, y = _toy()
+    params = dict(max_epochs=4, batch_size=6, validation_fraction=0, augment=False, device="cpu")
+    enc = TCNNEncoder(lr=1e-3, lr_schedule="cosine", label_smoothing=0.1, random_state=0, **params)
+    enc.fit(x, y)
+    # 0.5 * lr * (1 + cos(pi * (epoch - 1) / 4)), set at the start of each epoch
+    expected = [1e-3, 1e-3 * (2 + 2**0.5) / 4, 5e-4, 1e-3 * (2 - 2**0.5) / 4]
+    assert [r["lr"] for r in enc.history_] == pytest.approx(expected, rel=1e-12)
+    plain = TCNNEncoder(lr=1e-3, random_state=0, **params).fit(x, y)
+    assert [r["lr"] for r in plain.history_] == [1e-3] * 4
+    # Same weights and batches: only the smoothing differs in the first epoch's loss.
+    assert enc.history_[0]["train_loss"] != plain.history_[0]["train_loss"]
+    for bad, match in (
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            TCNNEncoder(**bad, **params).fit(x, y)

@@ -340,8 +340,14 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         Upper bound on training epochs.
     lr : float, default=3e-4
         AdamW learning rate.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` anneals the learning rate from ``lr`` towards zero over
+        ``max_epochs`` (set per epoch).
     weight_decay : float, default=1e-2
         AdamW weight decay.
+    label_smoothing : float, default=0.0
+        Label smoothing of the training cross-entropy (the validation loss
+        that early stopping watches stays unsmoothed).
     batch_size : int, default=16
         Batch size for training and for every inference method (it bounds
         the memory ``transform`` needs).
@@ -373,7 +379,7 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
     classes_ : ndarray of shape (n_categories,)
         Category ids, ``0 .. n_categories - 1``.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
+        Per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``,
         ``valid_loss``, ``valid_accuracy`` (NaN without a validation split),
         ``seconds``.
     best_epoch_ : int
@@ -396,7 +402,9 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         weights: str | os.PathLike | None = None,
         max_epochs: int = 60,
         lr: float = 3e-4,
+        lr_schedule: str = "constant",
         weight_decay: float = 1e-2,
+        label_smoothing: float = 0.0,
         batch_size: int = 16,
         validation_fraction: float = 0.15,
         patience: int = 15,
@@ -411,7 +419,9 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         self.weights = weights
         self.max_epochs = max_epochs
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -495,6 +505,13 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                 raise ValueError(f"{name} must be a positive number, got {self.lr!r}")
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        smoothing = self.label_smoothing
+        if not (isinstance(smoothing, int | float) and 0 <= smoothing < 1):
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {smoothing!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
         frac = self.validation_fraction
         if not (isinstance(frac, int | float) and 0 <= frac < 1):
             raise ValueError(f"validation_fraction must lie in [0, 1), got {frac!r}")
@@ -584,6 +601,10 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         with seeded(self.seed_ + 1):  # batch order, crops, flips and dropout
             for epoch in epochs:
                 start = time.perf_counter()
+                if self.lr_schedule == "cosine":
+                    done = (epoch - 1) / self.max_epochs
+                    for group in optimizer.param_groups:
+                        group["lr"] = 0.5 * self.lr * (1.0 + math.cos(math.pi * done))
                 module.train()
                 order = train_idx[torch.randperm(len(train_idx)).numpy()]
                 loss_sum, correct = 0.0, 0
@@ -597,7 +618,9 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                         device.type, dtype=torch.bfloat16, enabled=bool(self.mixed_precision)
                     ):
                         logits = module(xb)
-                    loss = F.cross_entropy(logits.float(), yb)
+                    loss = F.cross_entropy(
+                        logits.float(), yb, label_smoothing=float(self.label_smoothing)
+                    )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -605,6 +628,7 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                     correct += int((logits.argmax(1) == yb).sum())
                 record = {
                     "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
                     "train_loss": loss_sum / len(order),
                     "train_accuracy": correct / len(order),
                     "valid_loss": math.nan,
