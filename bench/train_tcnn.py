@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,6 +79,9 @@ def main() -> None:
         patience=args.patience,
         validation_fraction=args.validation_fraction,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay,
         batch_size=args.batch_size,
         mixed_precision=not args.fp32,
         verbose=1,
