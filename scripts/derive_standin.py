@@ -63,6 +63,7 @@ LXQT = ("LXQt team", "LGPL-2.1+")
 
 # (category, package, member, title, author, licence, group, sky fill)
 # author/licence None: read from the package (GCompris README, Stellarium textures.json).
+# Within a category, entries keep their order (ids are numbered in it): add new ones last.
 # member "ARCHIVE.rcc::/PATH" is a file inside a Qt resource archive.
 _RCC = (
     "usr/share/gcompris-qt/rcc/explore_monuments.rcc"
@@ -75,6 +76,15 @@ _MATE = "usr/share/backgrounds/mate/nature/"
 _LXQT = "usr/share/lxqt/wallpapers/"
 _NEB = "usr/share/stellarium/nebulae/default/"
 _HURRICANE = "usr/share/stellarium/landscapes/hurricane/"
+_RCC_ROOT = "usr/share/gcompris-qt/rcc/{}.rcc::/gcompris/src/activities/{}/resource/"
+_DETAILS = _RCC_ROOT.format("details", "details") + "image/"
+_SEA = _RCC_ROOT.format("clickgame", "clickgame")
+_CATEG = _RCC_ROOT.format("categorization", "categorization") + "images/"
+_ERASE = _RCC_ROOT.format("erase", "erase")
+_WORLD = _RCC_ROOT.format("explore_world_animals", "explore_world_animals") + "animals/"
+_SCRATCH = "usr/share/scratch/Media/Backgrounds/"
+_MIT = ("MIT Scratch team (Massachusetts Institute of Technology)", "CC-BY-SA-3.0")
+_SKIMAGE = "usr/lib/python3/dist-packages/skimage/data/"
 OVERCAST = (214, 220, 226)
 
 IMAGES: list[tuple] = [
@@ -104,6 +114,42 @@ IMAGES: list[tuple] = [
     # A drop falling into open water (GCompris's Fort Sumter shows the sea only at its edge).
     ("ocean", "mate-backgrounds", _MATE + "Aqua.jpg", "Aqua", "Charles Barbin", "GPL-2+"),
     ("ocean", "gcompris-qt-data", _RCC + "usa/castillodeSanMarcos.webp", "Castillo de San Marcos"),
+    # Underwater photos from Wikimedia Commons (credits in each activity's README).
+    *[
+        ("ocean", "gcompris-qt-data", _SEA + f"sea{k}.webp", title)
+        for k, title in [
+            (1, "Submerged road, Baia archaeological park"),
+            (2, "Submerged harbour, Baia archaeological park"),
+            (3, "Coral reef seen through a porthole"),
+            (4, "Black coral, Milford Sound"),
+            (5, "Underwater cave"),
+            (6, "Basket starfish on the sea floor"),
+        ]
+    ],
+    ("ocean", "gcompris-qt-data", _ERASE + "dolphin.webp", "Dolphin, Eilat Dolphin Reef"),
+    ("ocean", "gcompris-qt-data", _WORLD + "narwhal.webp", "Pod of narwhals"),
+    *[
+        ("ocean", "gcompris-qt-data", _CATEG + f"fishes/{name}.webp", title)
+        for name, title in [
+            ("fish10", "Anthias over a coral reef"),
+            ("fish14", "Anthias anthias on a reef"),
+            ("fish5", "Anthias anthias among red algae"),
+            ("fish9", "Clownfish in an anemone"),
+            ("fish7", "Red mullet on the Black Sea floor"),
+            ("fish20", "Mullets under water"),
+        ]
+    ],
+    ("ocean", "scratch", _SCRATCH + "Nature/beach-malibu.jpg", "Malibu beach", *_MIT),
+    ("ocean", "scratch", _SCRATCH + "Nature/wave.jpg", "Wave", *_MIT),
+    ("ocean", "scratch", _SCRATCH + "Outdoors/boardwalk.jpg", "Boardwalk by the sea", *_MIT),
+    (
+        "ocean",
+        "sddm-theme-maldives",
+        "usr/share/sddm/themes/maldives/background.jpg",
+        "Maldives beach and jetty",
+        "Dr. Peter Schmidt; Abdurrahman Avci (SDDM Maldives theme)",
+        "CC-BY-SA-3.0",
+    ),
     # forest
     ("forest", "tuxpaint-data", _TUX + "templates/redwoods_above.jpg", "Redwoods above", *TUXPAINT),
     ("forest", "tuxpaint-data", _TUX + "templates/trees_above.jpg", "Trees above", *TUXPAINT),
@@ -156,6 +202,9 @@ IMAGES: list[tuple] = [
         "Bolly",
         "CC-BY-SA-4.0",
     ),
+    ("forest", "scratch", _SCRATCH + "Nature/forest.jpg", "Birch forest", *_MIT),
+    ("forest", "scratch", _SCRATCH + "Nature/lake.jpg", "Pond in the woods", *_MIT),
+    ("forest", "scratch", _SCRATCH + "Nature/water-and-rocks.jpg", "Woodland stream", *_MIT),
     # mountain
     (
         "mountain",
@@ -192,6 +241,17 @@ IMAGES: list[tuple] = [
         )
         for k in range(1, 9)
     ],
+    ("mountain", "gcompris-qt-data", _RCC + "usa/mountRushmore.webp", "Mount Rushmore"),
+    (
+        "mountain",
+        "gcompris-qt-data",
+        _CATEG + "monuments/mountRushmore.webp",
+        "Mount Rushmore from below",
+    ),
+    ("mountain", "lxqt-themes", _LXQT + "Valendas.png", "Valendas", *LXQT),
+    ("mountain", "scratch", _SCRATCH + "Nature/grand-canyon.jpg", "Grand Canyon", *_MIT),
+    ("mountain", "scratch", _SCRATCH + "Nature/canyon.jpg", "Canyon rim", *_MIT),
+    ("mountain", "scratch", _SCRATCH + "Outdoors/train-tracks1.jpg", "Tracks below a ridge", *_MIT),
     # night_sky (credits from Stellarium's textures.json)
     *[
         ("night_sky", "stellarium-data", f"{_NEB}{name}.png", title)
@@ -210,8 +270,38 @@ IMAGES: list[tuple] = [
             ("n3718oleg", "NGC 3718"),
             ("n6537", "NGC 6537, Red Spider Nebula"),
             ("rcw49", "RCW 49"),
+            ("n5128", "NGC 5128, Centaurus A"),
+            ("n2808", "NGC 2808"),
+            ("hercules_cluster", "Hercules galaxy cluster"),
+            ("n55", "NGC 55"),
+            ("n1313", "NGC 1313"),
+            ("n7793", "NGC 7793"),
+            ("ic1295", "IC 1295"),
+            ("n4945", "NGC 4945"),
+            ("n6769", "NGC 6769 and NGC 6770"),
+            ("n1232", "NGC 1232"),
+            ("n3766", "NGC 3766"),
+            ("m67", "M67"),
+            ("n6210", "NGC 6210"),
+            ("m6", "M6, Butterfly Cluster"),
         ]
     ],
+    (
+        "night_sky",
+        "lomiri-wallpapers-20.04",
+        _LOMIRI + "Infinite-Sea_by_Aury88.jpg",
+        "Infinite Sea (Milky Way over the sea)",
+        "Aury88",
+        "CC-BY-SA-3.0",
+    ),
+    (
+        "night_sky",
+        "python3-skimage",
+        _SKIMAGE + "hubble_deep_field.jpg",
+        "Hubble eXtreme Deep Field",
+        "NASA, ESA (Hubble Space Telescope)",
+        "public domain (NASA; see skimage.data.hubble_deep_field)",
+    ),
     # sunset
     (
         "sunset",
@@ -305,6 +395,42 @@ IMAGES: list[tuple] = [
         "Sander Klootwijk",
         "CC-BY-SA-4.0",
     ),
+    *[
+        ("city", "gcompris-qt-data", _RCC + member, title)
+        for member, title in [
+            ("india/mysorePalace.webp", "Mysore Palace"),
+            ("france/arlesAmphitheater.webp", "Arles Amphitheatre"),
+            ("india/goldenTemple.webp", "Golden Temple, Amritsar"),
+        ]
+    ],
+    *[
+        ("city", "gcompris-qt-data", _DETAILS + f"{name}_background.webp", title)
+        for name, title in [
+            ("Louvre_2007_02_24_c", "Louvre pyramid at dusk"),
+            ("TowerBridgeLondon", "Tower Bridge, London"),
+            ("NDP", "Notre-Dame de Paris at night"),
+            ("OperaSidney", "Sydney Opera House at night"),
+            ("TourEiffel", "Eiffel Tower from below"),
+        ]
+    ],
+    *[
+        ("city", "gcompris-qt-data", _CATEG + f"monuments/{name}.webp", title)
+        for name, title in [
+            ("empireState", "Empire State Building, New York"),
+            ("leMusee", "Louvre courtyard"),
+            ("usCapitol", "US Capitol, Washington"),
+            ("arcDeTriomphe", "Arc de Triomphe du Carrousel, Paris"),
+            ("zimniPalace", "Winter Palace at night, Saint Petersburg"),
+            ("cathedral", "Santiago de Compostela Cathedral"),
+            ("monument3", "Kaiser-Jubiläums-Kirche, Vienna"),
+            ("burj", "Burj Khalifa, Dubai"),
+            ("operaHouse", "Sydney Opera House"),
+            ("IndiaGate", "India Gate, New Delhi"),
+        ]
+    ],
+    ("city", "scratch", _SCRATCH + "Outdoors/city-with-water.jpg", "Skyline at night", *_MIT),
+    ("city", "scratch", _SCRATCH + "Outdoors/city-with-water2.jpg", "Skyline by day", *_MIT),
+    ("city", "scratch", _SCRATCH + "Outdoors/building-at-mit.jpg", "Building at MIT", *_MIT),
 ]
 
 # Stellarium's nebula credits -> licence (Debian copyright of stellarium-data, ESO/ESA policy).
@@ -359,18 +485,57 @@ def read_rcc(blob: bytes) -> dict[str, bytes]:
 
 
 def parse_gcompris_readme(text: str) -> dict[str, tuple[str, str, str]]:
-    """Map 'usa/statueofLiberty.webp' -> (author, licence, source url)."""
+    """Map 'usa/statueofLiberty.webp' -> (author, licence, source url).
+
+    Two layouts occur: blocks with ``Copyright``/``License``/``Source``/``Files:``
+    fields, and (the details activity) blocks that list bare file names and credit
+    the photograph in a ``Comment: based on a photo by X, license L, source at URL``.
+    """
     out: dict[str, tuple[str, str, str]] = {}
     for block in re.split(r"\n\s*\n", text):
         fields = dict(re.findall(r"^(Copyright|License|Source): *(.*)$", block, flags=re.M))
-        files = block.split("Files:", 1)[1].split() if "Files:" in block else []
-        for name in files:
-            out[name] = (
+        if "Files:" in block:
+            files = block.split("Files:", 1)[1].split()
+            credit = (
                 fields.get("Copyright", ""),
                 fields.get("License", ""),
                 fields.get("Source", ""),
             )
+        else:
+            files = re.findall(r"^\s*([\w.-]+\.(?:webp|png|jpg|svg))\s*$", block, flags=re.M)
+            photo = re.search(
+                r"^Comment: based on a photo by (.+?), license (.+?), source at (\S+)",
+                block,
+                flags=re.M,
+            )
+            if photo is None:
+                continue
+            # The photographer's licence governs; GCompris's derivative adds its own.
+            credit = (
+                f"{photo.group(1)} (photo); {fields.get('Copyright', '')} (GCompris)",
+                f"{photo.group(2)} (photo); {fields.get('License', '')} (GCompris derivative)",
+                photo.group(3),
+            )
+        for name in files:
+            out[name] = credit
     return out
+
+
+def gcompris_credit(
+    files: dict[str, bytes], inner: str, cache: dict[str, dict[str, tuple[str, str, str]]]
+) -> tuple[str, str, str]:
+    """Credit of a file in a GCompris archive, from the nearest README above it that names it."""
+    parts = inner.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        readme = "/".join(parts[:depth]) + "/README"
+        if readme not in files:
+            continue
+        if readme not in cache:
+            cache[readme] = parse_gcompris_readme(files[readme].decode("utf-8"))
+        key = "/".join(parts[depth:])
+        if key in cache[readme]:
+            return cache[readme][key]
+    raise KeyError(f"no README above {inner} credits it; give author and licence explicitly")
 
 
 def stellarium_credits(text: str) -> dict[str, str]:
@@ -425,7 +590,7 @@ def derive_images(out: Path, debs: Path | None) -> dict:
         work = Path(tmp)
         info = fetch_packages(packages, work, debs)
         rcc_cache: dict[str, dict[str, bytes]] = {}
-        readme = None
+        readmes: dict[str, dict[str, tuple[str, str, str]]] = {}
         credits = stellarium_credits(
             (info["stellarium-data"]["root"] / _NEB / "textures.json").read_text()
         )
@@ -445,11 +610,8 @@ def derive_images(out: Path, debs: Path | None) -> dict:
                     rcc_cache[archive] = read_rcc((root / archive).read_bytes())
                 files = rcc_cache[archive]
                 data = files[inner]
-                if readme is None:
-                    readme_key = next(k for k in files if k.endswith("/resource/README"))
-                    readme = parse_gcompris_readme(files[readme_key].decode("utf-8"))
-                key = "/".join(inner.split("/")[-2:])
-                author, licence, url = readme[key]
+                if author is None:
+                    author, licence, url = gcompris_credit(files, inner, readmes)
             else:
                 data = (root / member).read_bytes()
             if package == "stellarium-data" and author is None:

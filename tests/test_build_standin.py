@@ -27,6 +27,10 @@ needs_font = pytest.mark.skipif(
     not HAVE_FONT, reason="piano soundfont missing (apt-get install fluidr3mono-gm-soundfont)"
 )
 
+# Distinct original photographs per category in the committed material (issue 3: forest and
+# sunset are short of the 28 aimed at; Debian ships few more free photos of them).
+ORIGINALS = {"ocean": 28, "forest": 13, "mountain": 22, "night_sky": 30, "sunset": 10, "city": 35}
+
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -55,14 +59,13 @@ def test_committed_material_matches_its_manifest(material):
         assert len(record["source_sha256"]) == 64
     assert _sha(STANDIN_DIR / "scores.json") == manifest["scores"]["sha256"]
     per_category = Counter(r["category"] for r in images)
-    assert set(per_category) == {c.name for c in CATEGORIES}
-    assert min(per_category.values()) >= 10
+    assert per_category == ORIGINALS
     # Distinct photographs, not copies of one file.
     assert len({r["source_sha256"] for r in images}) == len(images)
-    # Each category but night_sky draws on at least two packages.
+    # Each category draws on at least two packages, so no package stands for a scene.
     for category in CATEGORIES:
         packages = {r["package"] for r in images if r["category"] == category.name}
-        assert len(packages) >= (1 if category.name == "night_sky" else 2), category.name
+        assert len(packages) >= 2, category.name
     clips = Counter(c["category"] for c in scores["clips"])
     assert min(clips.values()) >= 20
     assert len({(c["corpus_path"], c["start_ql"]) for c in scores["clips"]}) == len(scores["clips"])
@@ -147,8 +150,7 @@ def test_build_counts_and_split(built):
         folder = category.folder
         originals = sum(summary.originals[s][folder] for s in ("train", "val"))
         images = sum(summary.images[s][folder] for s in ("train", "val"))
-        assert originals >= 10
-        assert images >= 15
+        assert originals == ORIGINALS[category.name]
         assert images == 3 * originals  # two augmented copies each
         assert summary.originals["val"][folder] == round(0.15 * originals)
         assert summary.clips["train"][category.name] + summary.clips["val"][category.name] >= 20
@@ -158,6 +160,9 @@ def test_build_counts_and_split(built):
         for split in ("train", "val"):
             on_disk = list((root / "Img" / f"{split}_set" / folder).glob("*.jpg"))
             assert len(on_disk) == summary.images[split][folder]
+    # Seed 0: 118 train and 20 val originals, 354 and 60 images with the augmented copies.
+    assert [sum(summary.originals[s].values()) for s in ("train", "val")] == [118, 20]
+    assert [sum(summary.images[s].values()) for s in ("train", "val")] == [354, 60]
     # Panorama tiles never straddle the split; augmented copies follow their original.
     sides: dict[str, set[str]] = {}
     for entry in manifest["files"]:
@@ -318,6 +323,32 @@ def test_derive_helpers_read_package_formats():
         "usa/a.webp": ("Ann", "CC0-1.0", "https://example.org/a.jpg"),
         "france/b.webp": ("Bob", "Public Domain", ""),
     }
+    # The details activity lists bare file names and credits the photograph in a comment.
+    details = (
+        "Copyright: 2000, 2008 Bruno Coudoin and others\nLicense: CC-BY-SA 4.0\n"
+        "Tower_0.webp\nTower_background.webp\nComment: based on a photo by Dee, "
+        "license CC-BY-SA 3.0, source at https://example.org/t.jpg\n\n"
+        "Copyright: Eve\nLicense: GPLv3\npainting.webp\n"
+    )
+    credit = (
+        "Dee (photo); 2000, 2008 Bruno Coudoin and others (GCompris)",
+        "CC-BY-SA 3.0 (photo); CC-BY-SA 4.0 (GCompris derivative)",
+        "https://example.org/t.jpg",
+    )
+    assert derive.parse_gcompris_readme(details) == {
+        "Tower_0.webp": credit,
+        "Tower_background.webp": credit,
+    }
+    # Credits come from the nearest README above a file that names it.
+    archive = {
+        "/res/README": readme.encode(),
+        "/res/fish/README": b"Copyright: Cy\nLicense: CC0-1.0\nFiles: f.webp\n",
+    }
+    cache: dict = {}
+    assert derive.gcompris_credit(archive, "/res/usa/a.webp", cache)[0] == "Ann"
+    assert derive.gcompris_credit(archive, "/res/fish/f.webp", cache) == ("Cy", "CC0-1.0", "")
+    with pytest.raises(KeyError, match="no README"):
+        derive.gcompris_credit(archive, "/res/fish/g.webp", cache)
     # Stellarium's textures.json is not strict JSON (numbers like -.97).
     textures = (
         '{"subTiles": [{"imageCredits": {"short": "ESO"}, "imageUrl": "n1.png", '

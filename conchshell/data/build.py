@@ -4,10 +4,11 @@ The BOP dataset of the paper cannot be fetched here, so ``conchshell data build
 --out DIR`` (and ``make data``) writes a dataset of the same layout
 (:mod:`conchshell.data.bop`) from material that ships with the package:
 
-* **Images**: 74 real photographs in six scene categories (ocean, forest,
-  mountain, night_sky, sunset, city), each 10-16 distinct originals drawn from
+* **Images**: 138 real photographs in six scene categories (ocean, forest,
+  mountain, night_sky, sunset, city), 10-35 distinct originals each, drawn from
   Debian data packages (Tux Paint templates, KDE Plasma, Lomiri, MATE and LXQt
-  wallpapers, GCompris's monument photos from Wikimedia Commons, Stellarium's
+  wallpapers, Scratch 1.4's backgrounds, the SDDM Maldives theme, GCompris's
+  photos from Wikimedia Commons, scikit-image's Hubble Deep Field, Stellarium's
   astrophotographs and its Hurricane Ridge panorama). They are committed as
   256x256 JPEGs in ``conchshell/data/standin/images`` with ``manifest.json``
   (package, version, path, sha256 of source and output, author, licence) and
