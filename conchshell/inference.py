@@ -10,6 +10,8 @@
 - the I3D extractor's batch norms are folded into the preceding convolutions
   (``torch.fx`` conv-bn fusion, exact in eval mode) and its weights stored
   channels-last, the layout oneDNN's 3-D convolutions prefer;
+- activations and residual additions whose input nobody else reads work in
+  place (:func:`inplace_activations`), which saves memory passes;
 - with ``precision="bfloat16"`` the three heavy networks (I3D, generator and
   the codec's decoder) hold bfloat16 weights and compute in bfloat16. This is
   faster on CPUs with native bf16 than ``ImageToMusic(precision="bfloat16")``,
