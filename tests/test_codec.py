@@ -113,6 +113,7 @@ def test_presets_are_plain_parameter_sets() -> None:
     again = clone(small)
     assert again.get_params() == small.get_params()
     assert small.l_bins == 2048 and small.widths == (32, 16, 16)
+    assert small.lr_schedule == "cosine" and JukeboxCodec().lr_schedule == "constant"
     assert [small.hop_length(level) for level in range(3)] == [8, 32, 128]
     # The CPU preset keeps the paper's latent shapes with 242,435 parameters (paper: 1,485,763).
     small.initialize()

@@ -529,6 +529,9 @@ class JukeboxCodec(TorchComponent):
         worse: Deep PESQ 2.51 against 2.87 after 15 minutes), and short crops
         (8192 samples, batch 2) give many cheap steps: it trains on two CPU
         cores in minutes (``bench/codec.py`` measures how far it gets in 15).
+        The learning rate anneals to zero over the budget (cosine): with a
+        constant 2e-3 the Deep PESQ after 15 minutes was 2.87, with the
+        schedule 2.98 on a busier machine (fewer steps).
 
         Parameters
         ----------
@@ -546,6 +549,7 @@ class JukeboxCodec(TorchComponent):
             "batch_size": 2,
             "segment_length": 8192,
             "lr": 2e-3,
+            "lr_schedule": "cosine",
         }
         params.update(overrides)
         return cls(**params)
