@@ -8,9 +8,10 @@ sources and records every checksum in ``manifest.json``:
 
 * ``images``: downloads the Debian packages named below (``apt-get download``,
   needs ``apt-get update`` once), unpacks them with ``dpkg-deb -x`` into a
-  temporary folder (GCompris keeps its photos inside Qt .rcc archives, read
-  here), centre-crops each selected photo to a square, fills transparent sky
-  where a panorama tile has one, resizes to 256x256 and writes a JPEG.
+  temporary folder (GCompris keeps its photos inside Qt .rcc archives and
+  Enlightenment its backgrounds inside Edje files, both read here),
+  centre-crops each selected photo to a square, fills transparent sky where a
+  panorama tile has one, resizes to 256x256 and writes a JPEG.
 * ``scores``: parses music21 corpus files (Bach chorales, string quartets,
   fiddle reels), picks for each clip an excerpt that lasts 8 s at its category's
   tempo and keeps the piano busy, and writes ``scores.json``.
@@ -64,7 +65,8 @@ LXQT = ("LXQt team", "LGPL-2.1+")
 # (category, package, member, title, author, licence, group, sky fill)
 # author/licence None: read from the package (GCompris README, Stellarium textures.json).
 # Within a category, entries keep their order (ids are numbered in it): add new ones last.
-# member "ARCHIVE.rcc::/PATH" is a file inside a Qt resource archive.
+# member "ARCHIVE.rcc::/PATH" is a file inside a Qt resource archive; "ARCHIVE.edj::WxH" is
+# the JPEG of that size inside an Edje (Eet) file.
 _RCC = (
     "usr/share/gcompris-qt/rcc/explore_monuments.rcc"
     "::/gcompris/src/activities/explore_monuments/resource/"
@@ -85,6 +87,9 @@ _WORLD = _RCC_ROOT.format("explore_world_animals", "explore_world_animals") + "a
 _SCRATCH = "usr/share/scratch/Media/Backgrounds/"
 _MIT = ("MIT Scratch team (Massachusetts Institute of Technology)", "CC-BY-SA-3.0")
 _SKIMAGE = "usr/lib/python3/dist-packages/skimage/data/"
+# Enlightenment's photographic backgrounds: Edje files holding one JPEG per screen size.
+_E_BG = "usr/share/enlightenment/data/backgrounds/{}.edj::1920x1080"
+_E_CREDIT = ("Carsten Haitzler and contributors (Enlightenment)", "BSD-2-clause")
 OVERCAST = (214, 220, 226)
 
 IMAGES: list[tuple] = [
@@ -205,6 +210,15 @@ IMAGES: list[tuple] = [
     ("forest", "scratch", _SCRATCH + "Nature/forest.jpg", "Birch forest", *_MIT),
     ("forest", "scratch", _SCRATCH + "Nature/lake.jpg", "Pond in the woods", *_MIT),
     ("forest", "scratch", _SCRATCH + "Nature/water-and-rocks.jpg", "Woodland stream", *_MIT),
+    *[
+        ("forest", "enlightenment-data", _E_BG.format(name), title, *_E_CREDIT)
+        for name, title in [
+            ("Bamboo", "Bamboo grove"),
+            ("Snow-Trees", "Birches on a snowy slope"),
+            ("Green-Maple", "Maple canopy in spring"),
+            ("Red-Maple", "Red maple in autumn"),
+        ]
+    ],
     # mountain
     (
         "mountain",
@@ -368,6 +382,15 @@ IMAGES: list[tuple] = [
         "Sun behind clouds",
         *TUXPAINT,
     ),
+    ("sunset", "enlightenment-data", _E_BG.format("Sunset-Clouds"), "Sunset clouds", *_E_CREDIT),
+    (
+        "sunset",
+        "scribus-template",
+        "usr/share/scribus/templates/br2/sunset.jpg",
+        "Skyline at sunset (Scribus brochure template br2)",
+        "Riku Leino",
+        "public domain (dedicated by the author; Debian copyright of scribus-template)",
+    ),
     # city
     *[
         ("city", "gcompris-qt-data", _RCC + member, title)
@@ -482,6 +505,32 @@ def read_rcc(blob: bytes) -> dict[str, bytes]:
 
     walk(0, "")
     return files
+
+
+def edj_jpeg(blob: bytes, size: str) -> bytes:
+    """The JPEG stream of the given size ("1920x1080") stored in an Edje/Eet file.
+
+    Enlightenment keeps each background as lossy Eet images: plain JPEG streams,
+    one per screen size. Each is cut from its start marker, over its header
+    segments, to the end marker after its first scan (entropy-coded data never
+    holds a bare 0xFFD9).
+    """
+    width, height = (int(v) for v in size.split("x"))
+    start = blob.find(b"\xff\xd8\xff")
+    while start != -1:
+        pos = start + 2
+        while blob[pos + 1] != 0xDA:  # header segments (length-prefixed) up to the first scan
+            pos += 2 + struct.unpack(">H", blob[pos + 2 : pos + 4])[0]
+        end = blob.find(b"\xff\xd9", pos) + 2
+        stream = blob[start:end]
+        try:
+            found = Image.open(io.BytesIO(stream)).size
+        except OSError:
+            found = None
+        if found == (width, height):
+            return stream
+        start = blob.find(b"\xff\xd8\xff", start + 3)
+    raise KeyError(f"no {size} JPEG in the Edje file")
 
 
 def parse_gcompris_readme(text: str) -> dict[str, tuple[str, str, str]]:
@@ -604,7 +653,10 @@ def derive_images(out: Path, debs: Path | None) -> dict:
             fill = entry[7] if len(entry) > 7 else None
             root = info[package]["root"]
             url = ""
-            if "::" in member:
+            if ".edj::" in member:
+                archive, size = member.split("::", 1)
+                data = edj_jpeg((root / archive).read_bytes(), size)
+            elif "::" in member:
                 archive, inner = member.split("::", 1)
                 if archive not in rcc_cache:
                     rcc_cache[archive] = read_rcc((root / archive).read_bytes())

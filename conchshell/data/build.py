@@ -4,12 +4,13 @@ The BOP dataset of the paper cannot be fetched here, so ``conchshell data build
 --out DIR`` (and ``make data``) writes a dataset of the same layout
 (:mod:`conchshell.data.bop`) from material that ships with the package:
 
-* **Images**: 138 real photographs in six scene categories (ocean, forest,
-  mountain, night_sky, sunset, city), 10-35 distinct originals each, drawn from
+* **Images**: 144 real photographs in six scene categories (ocean, forest,
+  mountain, night_sky, sunset, city), 12-35 distinct originals each, drawn from
   Debian data packages (Tux Paint templates, KDE Plasma, Lomiri, MATE and LXQt
   wallpapers, Scratch 1.4's backgrounds, the SDDM Maldives theme, GCompris's
   photos from Wikimedia Commons, scikit-image's Hubble Deep Field, Stellarium's
-  astrophotographs and its Hurricane Ridge panorama). They are committed as
+  astrophotographs and its Hurricane Ridge panorama, Enlightenment's
+  backgrounds, a Scribus template's sunset photograph). They are committed as
   256x256 JPEGs in ``conchshell/data/standin/images`` with ``manifest.json``
   (package, version, path, sha256 of source and output, author, licence) and
   ``ATTRIBUTION.md``; ``scripts/derive_standin.py`` regenerates them from the
