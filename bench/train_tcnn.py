@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
+    parser.add_argument("--mixup", type=float, default=0.0, help="Beta(alpha, alpha); 0 = off")
+    parser.add_argument("--crop-area", type=float, default=0.6, help="smallest crop area share")
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -82,6 +84,8 @@ def main() -> None:
         lr_schedule=args.lr_schedule,
         label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay,
+        mixup=args.mixup,
+        crop_area=args.crop_area,
         batch_size=args.batch_size,
         mixed_precision=not args.fp32,
         verbose=1,

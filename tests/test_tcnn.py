@@ -276,3 +276,16 @@ def test_cosine_schedule_and_label_smoothing():
     ):
         with pytest.raises(ValueError, match=match):
             TCNNEncoder(**bad, **params).fit(x, y)
+
+
+def test_mixup_and_crop_area_train_reproducibly():
+    x, y = _toy()
+    params = dict(max_epochs=2, batch_size=3, validation_fraction=0, device="cpu", random_state=0)
+    a = TCNNEncoder(mixup=0.4, crop_area=0.3, **params).fit(x, y)
+    b = TCNNEncoder(mixup=0.4, crop_area=0.3, **params).fit(x, y)
+    plain = TCNNEncoder(crop_area=0.3, **params).fit(x, y)
+    assert [r["train_loss"] for r in a.history_] == [r["train_loss"] for r in b.history_]
+    assert a.history_[0]["train_loss"] != plain.history_[0]["train_loss"]
+    for bad, match in (({"mixup": -1.0}, "mixup"), ({"crop_area": 0.0}, "crop_area")):
+        with pytest.raises(ValueError, match=match):
+            TCNNEncoder(**{**params, **bad}).fit(x, y)

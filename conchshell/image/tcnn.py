@@ -310,13 +310,13 @@ def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def _augment(batch: torch.Tensor) -> torch.Tensor:
+def _augment(batch: torch.Tensor, min_area: float = 0.6) -> torch.Tensor:
     """Random horizontal flip and random resized crop, drawn per image."""
     from torchvision.transforms import v2
 
     transform = v2.Compose(
         [
-            v2.RandomResizedCrop(IMAGE_SIZE, scale=(0.6, 1.0), antialias=True),
+            v2.RandomResizedCrop(IMAGE_SIZE, scale=(min_area, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
         ]
     )
@@ -358,8 +358,14 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         Epochs without a lower validation loss before training stops; the
         weights of the best epoch are restored.
     augment : bool, default=True
-        Random resized crops (60-100 % of the area) and horizontal flips
-        during training.
+        Random resized crops (``crop_area`` to 100 % of the area) and
+        horizontal flips during training.
+    crop_area : float, default=0.6
+        Smallest share of the image area a random crop keeps.
+    mixup : float, default=0.0
+        ``alpha`` of mixup: each training batch is blended with a shuffled
+        copy of itself by a weight drawn from Beta(alpha, alpha), and so are
+        the targets. ``0`` turns it off.
     mixed_precision : bool, default=False
         Run the training forward pass under bfloat16 autocast (weights and
         optimiser stay float32). About twice as fast on CPUs with bfloat16
@@ -409,6 +415,8 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         validation_fraction: float = 0.15,
         patience: int = 15,
         augment: bool = True,
+        crop_area: float = 0.6,
+        mixup: float = 0.0,
         mixed_precision: bool = False,
         verbose: int = 0,
         device: str = "auto",
@@ -426,6 +434,8 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.augment = augment
+        self.crop_area = crop_area
+        self.mixup = mixup
         self.mixed_precision = mixed_precision
         self.verbose = verbose
         self.device = device
@@ -505,6 +515,10 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                 raise ValueError(f"{name} must be a positive number, got {self.lr!r}")
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.crop_area, int | float) and 0 < self.crop_area <= 1):
+            raise ValueError(f"crop_area must lie in (0, 1], got {self.crop_area!r}")
+        if not (isinstance(self.mixup, int | float) and self.mixup >= 0):
+            raise ValueError(f"mixup must be >= 0, got {self.mixup!r}")
         smoothing = self.label_smoothing
         if not (isinstance(smoothing, int | float) and 0 <= smoothing < 1):
             raise ValueError(f"label_smoothing must lie in [0, 1), got {smoothing!r}")
@@ -612,15 +626,25 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                     batch = order[begin : begin + self.batch_size]
                     xb = x[batch]
                     if self.augment:
-                        xb = _augment(xb)
+                        xb = _augment(xb, float(self.crop_area))
                     xb, yb = _to_device(xb, device), y[batch].to(device)
+                    weight, partner = 1.0, None
+                    if self.mixup > 0 and len(batch) > 1:
+                        # torch's generator, seeded above: reproducible for a random_state
+                        alpha = torch.tensor(float(self.mixup))
+                        weight = float(torch.distributions.Beta(alpha, alpha).sample())
+                        partner = torch.randperm(len(batch), device=device)
+                        xb = weight * xb + (1.0 - weight) * xb[partner]
                     with torch.autocast(
                         device.type, dtype=torch.bfloat16, enabled=bool(self.mixed_precision)
                     ):
                         logits = module(xb)
-                    loss = F.cross_entropy(
-                        logits.float(), yb, label_smoothing=float(self.label_smoothing)
-                    )
+                    smoothing = float(self.label_smoothing)
+                    loss = weight * F.cross_entropy(logits.float(), yb, label_smoothing=smoothing)
+                    if partner is not None:
+                        loss = loss + (1.0 - weight) * F.cross_entropy(
+                            logits.float(), yb[partner], label_smoothing=smoothing
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
