@@ -122,8 +122,8 @@ def _model_macs(model: Any) -> dict[str, int]:
         latents = model.generator_.transform(feats, torch.zeros(1, dtype=torch.long))
     codec = model.codec_
     macs = {
-        # predict runs the encoder twice: feature maps, then its category.
-        "encoder": 2 * count_macs(model.encoder_.module_, image),
+        # One encoder pass gives both the feature maps and the category.
+        "encoder": count_macs(model.encoder_.module_, image),
         "extractor": count_macs(model.extractor_.module_, video),
         "generator": count_macs(model.generator_.module_, feats, torch.zeros(1, dtype=torch.long)),
         "decoder": count_macs(codec.module_.decoders[model.level_], latents),
