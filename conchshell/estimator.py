@@ -370,11 +370,16 @@ class ImageToMusic(BaseEstimator):
             out.append(self._features_of(chunk).cpu())
         return torch.cat(out)
 
-    def _features_of(self, images: torch.Tensor) -> torch.Tensor:
+    def _features_of(
+        self, images: torch.Tensor, maps: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Extractor features of ``images``; ``maps``, when given, are the encoder's own."""
         if getattr(self.forger_, "mode", "groups") == "repeat":
             video = self.forger_.transform(images)
         else:
-            video = self.forger_.transform(self.encoder_.transform(images))
+            video = self.forger_.transform(
+                self.encoder_.transform(images) if maps is None else maps
+            )
         return torch.as_tensor(self.extractor_.transform(video))
 
     def _features_and_categories(
@@ -395,7 +400,7 @@ class ImageToMusic(BaseEstimator):
             # Class scores go to an argmax: keep the encoder out of bf16 autocast.
             with torch.autocast(chunk.device.type, enabled=False):
                 maps, predicted = self.encoder_.transform_predict(chunk)
-            feats.append(torch.as_tensor(self.extractor_.transform(self.forger_.transform(maps))))
+            feats.append(self._features_of(chunk, maps))
             cats.append(torch.as_tensor(np.asarray(predicted), dtype=torch.long))
         return torch.cat([f.cpu() for f in feats]), torch.cat(cats)
 

@@ -531,7 +531,7 @@ class JukeboxCodec(TorchComponent):
         cores in minutes (``bench/codec.py`` measures how far it gets in 15).
         The learning rate anneals to zero over the budget (cosine): with a
         constant 2e-3 the Deep PESQ after 15 minutes was 2.87, with the
-        schedule 2.98 on a busier machine (fewer steps).
+        schedule 3.008 (``docs/training.md`` gives the figures).
 
         Parameters
         ----------

@@ -760,17 +760,7 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
             16x224x224, 32x112x112, 64x56x56, 128x28x28, 256x14x14,
             128x7x7), on ``device_``.
         """
-        self._check_initialized()
-        x = check_images(images, size=IMAGE_SIZE)
-        self.module_.eval()
-        parts: list[list[torch.Tensor]] = []
-        # no_grad rather than inference_mode: the maps are returned to the caller and
-        # must stay usable in ordinary autograd code.
-        with torch.no_grad():
-            for begin in range(0, len(x), self.batch_size):
-                xb = _to_device(x[begin : begin + self.batch_size], self.device_)
-                parts.append(self.module_.forward_features(xb)[1])
-        return [torch.cat(maps) for maps in zip(*parts, strict=True)]
+        return self._maps_and_logits(images)[0]
 
     def transform_predict(self, images: object) -> tuple[list[torch.Tensor], np.ndarray]:
         """:meth:`transform` and :meth:`predict` from one forward pass.
@@ -789,19 +779,24 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         categories : ndarray of int64, shape (n_images,)
             As :meth:`predict` returns them.
         """
+        maps, logits = self._maps_and_logits(images)
+        return maps, self.classes_[logits.float().argmax(dim=1).cpu().numpy()]
+
+    def _maps_and_logits(self, images: object) -> tuple[list[torch.Tensor], torch.Tensor]:
         self._check_initialized()
         x = check_images(images, size=IMAGE_SIZE)
         self.module_.eval()
         parts: list[list[torch.Tensor]] = []
         logits = []
+        # no_grad rather than inference_mode: the maps are returned to the caller and
+        # must stay usable in ordinary autograd code.
         with torch.no_grad():
             for begin in range(0, len(x), self.batch_size):
                 xb = _to_device(x[begin : begin + self.batch_size], self.device_)
                 scores, maps = self.module_.forward_features(xb)
-                logits.append(scores.float())
+                logits.append(scores)
                 parts.append(maps)
-        predicted = torch.cat(logits).argmax(dim=1).cpu().numpy()
-        return [torch.cat(maps) for maps in zip(*parts, strict=True)], self.classes_[predicted]
+        return [torch.cat(maps) for maps in zip(*parts, strict=True)], torch.cat(logits)
 
 
 #: The paper's name for the encoder.
