@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch.nn import functional as F
 
@@ -236,6 +237,33 @@ def test_grouped_split_keeps_groups_whole_and_balanced():
     with pytest.raises(ValueError, match="one label per image"):
         x, y2 = _toy(n_per_class=1)
         TCNNEncoder(device="cpu", max_epochs=1).fit(x, y2, groups=[0, 1, 2])
+
+
+def test_grouped_split_of_a_small_set_uses_fewer_folds():
+    # 3 images per class: sklearn would refuse the 7 folds validation_fraction=0.15 implies.
+    y = np.repeat(np.arange(3), 3)
+    groups = np.arange(9)
+    train, valid = TCNNEncoder(validation_fraction=0.15)._split(y, groups, np.random.RandomState(0))
+    assert len(valid) == 3 and sorted(np.concatenate([train, valid])) == list(range(9))
+    assert set(y[valid]) == {0, 1, 2}  # 3 folds, each one image of every class
+    with pytest.raises(ValueError, match="at most one image per category"):
+        TCNNEncoder()._split(np.arange(3), np.arange(3), np.random.RandomState(0))
+
+
+def test_cross_validate_routes_groups_to_fit():
+    from sklearn.model_selection import StratifiedGroupKFold, cross_validate
+
+    x, y = _toy(n_per_class=4)
+    groups = np.arange(len(y)) // 2
+    enc = TCNNEncoder(max_epochs=1, batch_size=8, device="cpu", random_state=0)
+    cv = StratifiedGroupKFold(2)
+    result = cross_validate(enc, x, y, groups=groups, cv=cv, params={"groups": groups})
+    # The same folds fitted by hand, each with its own slice of the groups.
+    by_hand = [
+        clone(enc).fit(x[tr], y[tr], groups=groups[tr]).score(x[te], y[te])
+        for tr, te in cv.split(x, y, groups)
+    ]
+    np.testing.assert_array_equal(result["test_score"], by_hand)
 
 
 def test_transform_predict_is_one_pass_of_transform_and_predict():

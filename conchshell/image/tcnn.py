@@ -550,7 +550,15 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
             # A fold of a stratified group k-fold: whole groups on one side. One large group
             # (a panorama's tiles) can still unbalance a fold, so keep the fold whose class
             # proportions are closest to the whole set's.
-            n_splits = min(n_groups, max(2, round(1 / self.validation_fraction)))
+            # sklearn refuses more folds than the largest class has images, which a small
+            # set (a cross-validation fold of a few photos) easily hits.
+            largest = int(np.bincount(y).max())
+            n_splits = min(n_groups, largest, max(2, round(1 / self.validation_fraction)))
+            if n_splits < 2:
+                raise ValueError(
+                    f"cannot carve a grouped validation split from {n} images with at most one "
+                    "image per category; pass more images or validation_fraction=0"
+                )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "least populated class" notes
                 splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=rng)
