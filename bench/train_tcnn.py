@@ -111,16 +111,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/standin"))
     parser.add_argument("--n-blocks", type=int, default=6, choices=(6, 18))
-    parser.add_argument("--max-epochs", type=int, default=60)
-    parser.add_argument("--patience", type=int, default=15)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--weight-decay", type=float, default=1e-2)
-    parser.add_argument("--mixup", type=float, default=0.0, help="Beta(alpha, alpha); 0 = off")
-    parser.add_argument("--crop-area", type=float, default=0.6, help="smallest crop area share")
-    parser.add_argument("--validation-fraction", type=float, default=0.15)
-    parser.add_argument("--batch-size", type=int, default=16)
+    # Training options default to the estimator's own defaults.
+    defaults = TCNNEncoder().get_params()
+    for name, kind, note in (
+        ("max_epochs", int, None),
+        ("patience", int, None),
+        ("lr", float, None),
+        ("lr_schedule", str, None),
+        ("label_smoothing", float, None),
+        ("weight_decay", float, None),
+        ("mixup", float, "Beta(alpha, alpha); 0 = off"),
+        ("crop_area", float, "smallest crop area share"),
+        ("validation_fraction", float, None),
+        ("batch_size", int, None),
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=defaults[name],
+            choices=("constant", "cosine") if name == "lr_schedule" else None,
+            help=f"{note + '; ' if note else ''}default {defaults[name]}",
+        )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast")
