@@ -51,8 +51,12 @@ Training
 :meth:`TCNNEncoder.fit` trains the network as a classifier (multi-stage
 training, stage 1): AdamW, cross-entropy, random resized crops and flips,
 early stopping on a held-out share of the training images with the best
-epoch's weights restored. The convolutions start from He initialisation
-(normal, fan-out), as torchvision's plain VGG does: with torch's default the
+epoch's weights restored. The defaults (a cosine learning rate from 1e-3,
+crops down to 8 % of the area, mixup, label smoothing, weight decay 0.05)
+were chosen by grouped 5-fold cross-validation on the stand-in dataset: 0.632
+against 0.486 for a plain constant-rate recipe, better or equal on every fold
+(docs/training.md). The convolutions start from He initialisation (normal,
+fan-out), as torchvision's plain VGG does: with torch's default the
 normalisation-free stack learns far more slowly. Pass ``groups`` to ``fit``
 when the data hold augmented copies or tiles of one photo.
 
@@ -310,7 +314,7 @@ def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def _augment(batch: torch.Tensor, min_area: float = 0.6) -> torch.Tensor:
+def _augment(batch: torch.Tensor, min_area: float) -> torch.Tensor:
     """Random horizontal flip and random resized crop, drawn per image."""
     from torchvision.transforms import v2
 
@@ -338,14 +342,14 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         when the module is built; ``fit`` then fine-tunes from it.
     max_epochs : int, default=60
         Upper bound on training epochs.
-    lr : float, default=3e-4
+    lr : float, default=1e-3
         AdamW learning rate.
-    lr_schedule : {"constant", "cosine"}, default="constant"
+    lr_schedule : {"constant", "cosine"}, default="cosine"
         ``"cosine"`` anneals the learning rate from ``lr`` towards zero over
         ``max_epochs`` (set per epoch).
-    weight_decay : float, default=1e-2
+    weight_decay : float, default=0.05
         AdamW weight decay.
-    label_smoothing : float, default=0.0
+    label_smoothing : float, default=0.1
         Label smoothing of the training cross-entropy (the validation loss
         that early stopping watches stays unsmoothed).
     batch_size : int, default=16
@@ -354,15 +358,16 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
     validation_fraction : float, default=0.15
         Share of the training images held out (stratified when every class
         allows it) for early stopping. ``0`` trains for ``max_epochs``.
-    patience : int, default=15
+    patience : int, default=20
         Epochs without a lower validation loss before training stops; the
         weights of the best epoch are restored.
     augment : bool, default=True
         Random resized crops (``crop_area`` to 100 % of the area) and
         horizontal flips during training.
-    crop_area : float, default=0.6
-        Smallest share of the image area a random crop keeps.
-    mixup : float, default=0.0
+    crop_area : float, default=0.08
+        Smallest share of the image area a random crop keeps (0.08 is
+        torchvision's ImageNet default).
+    mixup : float, default=0.4
         ``alpha`` of mixup: each training batch is blended with a shuffled
         copy of itself by a weight drawn from Beta(alpha, alpha), and so are
         the targets. ``0`` turns it off.
@@ -407,16 +412,16 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
         n_categories: int = 6,
         weights: str | os.PathLike | None = None,
         max_epochs: int = 60,
-        lr: float = 3e-4,
-        lr_schedule: str = "constant",
-        weight_decay: float = 1e-2,
-        label_smoothing: float = 0.0,
+        lr: float = 1e-3,
+        lr_schedule: str = "cosine",
+        weight_decay: float = 0.05,
+        label_smoothing: float = 0.1,
         batch_size: int = 16,
         validation_fraction: float = 0.15,
-        patience: int = 15,
+        patience: int = 20,
         augment: bool = True,
-        crop_area: float = 0.6,
-        mixup: float = 0.0,
+        crop_area: float = 0.08,
+        mixup: float = 0.4,
         mixed_precision: bool = False,
         verbose: int = 0,
         device: str = "auto",
