@@ -655,11 +655,12 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
                         device.type, dtype=torch.bfloat16, enabled=bool(self.mixed_precision)
                     ):
                         logits = module(xb)
+                    logits = logits.float()  # the loss in float32, also under bf16 autocast
                     smoothing = float(self.label_smoothing)
-                    loss = weight * F.cross_entropy(logits.float(), yb, label_smoothing=smoothing)
+                    loss = weight * F.cross_entropy(logits, yb, label_smoothing=smoothing)
                     if partner is not None:
                         loss = loss + (1.0 - weight) * F.cross_entropy(
-                            logits.float(), yb[partner], label_smoothing=smoothing
+                            logits, yb[partner], label_smoothing=smoothing
                         )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
