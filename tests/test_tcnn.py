@@ -81,9 +81,16 @@ def test_transform_returns_every_block_before_pooling(n_blocks, sides):
 @pytest.mark.slow
 def test_fit_learns_and_records_history():
     x, y = _toy()
+    # The plain recipe (the cpu preset's): the default one regularises for 60 epochs of
+    # real photos, and its mixup keeps 6 images at 0.5 accuracy after 8 epochs.
     enc = TCNNEncoder(
         max_epochs=8,
         batch_size=2,
+        lr=3e-4,
+        lr_schedule="constant",
+        weight_decay=1e-2,
+        label_smoothing=0.0,
+        mixup=0.0,
         validation_fraction=0,
         augment=False,
         mixed_precision=True,
@@ -103,7 +110,7 @@ def test_fit_learns_and_records_history():
         "seconds",
     }
     assert math.isnan(enc.history_[0]["valid_loss"])
-    assert enc.history_[-1]["train_loss"] < 0.5 * enc.history_[0]["train_loss"]
+    assert enc.history_[-1]["train_loss"] < 0.05 * enc.history_[0]["train_loss"]
     proba = enc.predict_proba(x)
     assert proba.shape == (6, 6) and proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
