@@ -36,6 +36,7 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from conchshell.data.audio import fit_length
 from conchshell.io import atomic_write
 from conchshell.levels import SAMPLE_RATE, level_index, level_name
 from conchshell.profile import profile
@@ -546,13 +547,6 @@ def _other_clip(
     return np.stack(chosen), fallbacks
 
 
-def _fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
-    """Crop or zero-pad clips to ``n_samples``."""
-    if audio.shape[1] >= n_samples:
-        return audio[:, :n_samples]
-    return np.pad(audio, ((0, 0), (0, n_samples - audio.shape[1])))
-
-
 def _score(
     reference: np.ndarray,
     generated: np.ndarray,
@@ -768,7 +762,7 @@ def table2(
         for model, label in zip(loaded, labels, strict=True):
             t0 = time.perf_counter()
             generated = model.predict(images, batch_size=batch_size)
-            ref = _fit_length(reference, generated.shape[1])
+            ref = fit_length(reference, generated.shape[1])
             paper_model = paper_model_of(model)
             row = {
                 "split": split,

@@ -34,6 +34,7 @@ __all__ = [
     "SILENCE_PEAK",
     "crop_or_pad",
     "decode_audio",
+    "fit_length",
     "load_audio",
     "peak_normalize",
     "prepare_waveform",
@@ -226,6 +227,55 @@ def peak_normalize(
     return np.asarray(wave * (peak / current), dtype=np.float32)
 
 
+def fit_length(audio: np.ndarray | torch.Tensor, n_samples: int) -> np.ndarray | torch.Tensor:
+    """Crop or zero-pad the last axis of ``audio`` to ``n_samples``.
+
+    A longer clip keeps its first ``n_samples`` (a view, not a copy); a
+    shorter one gets zeros at the end. Other axes are left as they are, so a
+    batch ``(n, samples)`` is fitted clip by clip. numpy arrays go through
+    :func:`librosa.util.fix_length`, tensors through
+    :func:`torch.nn.functional.pad`; either way the result keeps the input's
+    type, dtype and device.
+
+    Parameters
+    ----------
+    audio : numpy.ndarray or torch.Tensor of shape (..., samples)
+        One clip or a batch of clips.
+    n_samples : int
+        The length wanted.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (..., n_samples)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fit_length(np.ones((2, 3)), 5).tolist()
+    [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0]]
+    >>> fit_length(torch.arange(4.0), 2)
+    tensor([0., 1.])
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
+        raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be non-negative, got {n_samples!r}")
+    if not isinstance(audio, np.ndarray | torch.Tensor):
+        raise TypeError(
+            f"audio must be a numpy array or a torch tensor, got {type(audio).__name__}"
+        )
+    if audio.ndim == 0:
+        raise ValueError("audio must have a samples axis, got a scalar")
+    if isinstance(audio, np.ndarray):
+        # librosa pulls in numba: import it only when a numpy clip needs fitting.
+        from librosa.util import fix_length as _fix_length
+
+        return _fix_length(audio, size=int(n_samples), axis=-1)
+    if audio.shape[-1] >= n_samples:
+        return audio[..., :n_samples]
+    return torch.nn.functional.pad(audio, (0, int(n_samples) - audio.shape[-1]))
+
+
 def crop_or_pad(
     wave: np.ndarray | torch.Tensor,
     n_samples: int,
@@ -264,9 +314,7 @@ def crop_or_pad(
     generator = _as_generator(rng) if train else None
     if generator is not None and wave.shape[0] > n_samples:
         start = int(generator.integers(0, wave.shape[0] - n_samples + 1))
-    out = wave[start : start + n_samples]
-    if out.shape[0] < n_samples:
-        out = torch.nn.functional.pad(out, (0, n_samples - out.shape[0]))
+    out = fit_length(wave[start:], n_samples)
     if generator is not None:
         out = out * float(generator.uniform(gain[0], gain[1]))
     return out.contiguous()
