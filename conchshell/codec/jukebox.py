@@ -64,7 +64,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,6 +79,7 @@ from tqdm.auto import tqdm
 from conchshell._validation import check_tensor
 from conchshell.base import TorchComponent
 from conchshell.codec.checkpoint import load_jukebox_checkpoint, load_state_dict_strict
+from conchshell.io import atomic_write
 from conchshell.levels import level_index
 
 __all__ = ["JukeboxCodec"]
@@ -1093,7 +1093,7 @@ class JukeboxCodec(TorchComponent):
         -------
         pathlib.Path
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
 
         self._check_initialized()
         path = Path(path)
@@ -1111,16 +1111,8 @@ class JukeboxCodec(TorchComponent):
             if k not in ("weights", "checkpoint_dir", "random_state", "device")
         }
         metadata = {"format": _FORMAT, "params": json.dumps(params)}
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            fh.write(safetensors_bytes(tensors, metadata=metadata))
         return path
 
     @classmethod
