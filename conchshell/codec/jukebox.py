@@ -73,6 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from sklearn.base import TransformerMixin
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -337,7 +338,7 @@ def linf_loss(target: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- estimator
-class JukeboxCodec(TorchComponent):
+class JukeboxCodec(TransformerMixin, TorchComponent):
     """Jukebox-compatible multi-level VQ-VAE: audio <-> latents <-> codes.
 
     Parameters
@@ -762,6 +763,35 @@ class JukeboxCodec(TorchComponent):
         with torch.no_grad(), _eval(self.module_):
             parts = [self._encode_raw(chunk, index) for chunk in x.split(self.batch_size)]
         return torch.cat(parts)
+
+    def fit_transform(
+        self, audio: Any, y: Any = None, *, level: str | int = "deep"
+    ) -> torch.Tensor:
+        """Train on ``audio``, then return its latents (:meth:`fit`, then :meth:`transform`).
+
+        ``level`` goes to :meth:`transform` (every level is trained). Unlike
+        :meth:`fit`, this takes only an audio array: a dataset's clips may
+        differ in length, so they have no single latent batch to return.
+
+        Parameters
+        ----------
+        audio : array-like or torch.Tensor of shape (n_clips, samples)
+            Mono clips at ``sample_rate`` (``(samples,)`` is one clip).
+        y : ignored
+        level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
+            Level whose latents are returned.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_clips, emb_width, latent_length)
+            What :meth:`transform` returns for ``audio`` at ``level``.
+        """
+        if not isinstance(audio, torch.Tensor | np.ndarray | list | tuple):
+            raise TypeError(
+                f"fit_transform takes an audio array (n_clips, samples), got "
+                f"{type(audio).__name__}; fit a dataset with fit, then transform its audio"
+            )
+        return self.fit(audio, y).transform(audio, level=level)
 
     def quantize(
         self, latents: Any, level: str | int = "deep"

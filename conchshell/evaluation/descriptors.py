@@ -29,7 +29,7 @@ import librosa
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from conchshell.evaluation._audio import as_batch, check_sample_rate
@@ -277,7 +277,7 @@ def describe(audio: object, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     )
 
 
-class DescriptorProfile(BaseEstimator):
+class DescriptorProfile(TransformerMixin, BaseEstimator):
     """Per-category distribution of the musical descriptors of real clips.
 
     ``fit`` estimates, for each category, the mean and spread of tempo,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torchaudio
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
@@ -46,7 +46,7 @@ def _logmel_stats(batch: torch.Tensor, sample_rate: int, n_mels: int) -> np.ndar
     return torch.cat([logmel.mean(-1), logmel.std(-1)], dim=1).numpy().astype(np.float64)
 
 
-class RelevanceClassifier(ClassifierMixin, BaseEstimator):
+class RelevanceClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Audio scene classifier trained on real clips, to judge generated ones.
 
     Parameters

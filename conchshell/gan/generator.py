@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from einops import rearrange
+from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 
@@ -399,7 +400,7 @@ def _positive_int(value: object, name: str) -> int:
     return int(value)
 
 
-class Generator(StateDictPickleMixin):
+class Generator(TransformerMixin, StateDictPickleMixin):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
     It maps an I3D video feature and the image's category to the *continuous*
@@ -683,3 +684,26 @@ class Generator(StateDictPickleMixin):
         finally:
             module.train(was_training)
         return torch.cat(out)
+
+    def fit_transform(self, features: object, latents: object, categories: object) -> torch.Tensor:
+        """Train on the targets, then predict them back (:meth:`fit`, then :meth:`transform`).
+
+        The generator is conditioned, so unlike scikit-learn's
+        ``fit_transform(X, y)`` it takes :meth:`fit`'s three arguments and
+        passes ``features`` and ``categories`` on to :meth:`transform`.
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, in_features)
+            Video features.
+        latents : array-like of shape (n_samples, emb_width, n_frames)
+            Continuous target latents.
+        categories : array-like of shape (n_samples,)
+            Integer category ids in ``[0, n_categories)``.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples, emb_width, n_frames_)
+            What :meth:`transform` returns for ``features`` and ``categories``.
+        """
+        return self.fit(features, latents, categories).transform(features, categories)

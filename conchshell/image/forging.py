@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from einops import repeat
+from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 
@@ -80,7 +81,7 @@ class ForgingModule(nn.Module):
         return _resize(frame, self.size)
 
 
-class TemporalForger(TorchComponent):
+class TemporalForger(TransformerMixin, TorchComponent):
     """Build the video that I3D reads from an encoder's block maps (Algorithm 1).
 
     ``mode="groups"``: for every block map of shape (batch, C, H, W), the C

@@ -85,7 +85,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from torch import nn
 from torch.nn import functional as F
@@ -328,7 +328,7 @@ def _augment(batch: torch.Tensor, min_area: float) -> torch.Tensor:
     return torch.stack([transform(image) for image in batch])
 
 
-class TCNNEncoder(ClassifierMixin, TorchComponent):
+class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
     """TCNN image encoder: a scene classifier whose block maps feed the forger.
 
     Parameters
@@ -778,6 +778,31 @@ class TCNNEncoder(ClassifierMixin, TorchComponent):
             128x7x7), on ``device_``.
         """
         return self._maps_and_logits(images)[0]
+
+    def fit_transform(
+        self, images: object, categories: object, groups: object = None
+    ) -> list[torch.Tensor]:
+        """Train on ``images``, then return their block maps (:meth:`fit`, then :meth:`transform`).
+
+        Unlike most scikit-learn transformers the encoder needs its targets:
+        ``categories`` is required, as in :meth:`fit`.
+
+        Parameters
+        ----------
+        images : array-like or torch.Tensor of shape (n_images, 3, 224, 224)
+            Normalised RGB images.
+        categories : array-like of shape (n_images,)
+            Integer category ids in ``[0, n_categories)``.
+        groups : array-like of shape (n_images,), optional
+            Group labels for the early-stopping split (see :meth:`fit`).
+
+        Returns
+        -------
+        list of torch.Tensor
+            What :meth:`transform` returns for ``images``: ``n_blocks`` maps of
+            shape (n_images, C_i, H_i, W_i), on ``device_``.
+        """
+        return self.fit(images, categories, groups=groups).transform(images)
 
     def transform_predict(self, images: object) -> tuple[list[torch.Tensor], np.ndarray]:
         """:meth:`transform` and :meth:`predict` from one forward pass.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torchvision
+from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell.base import TorchComponent
@@ -89,7 +90,7 @@ def _init_like_torchvision(module: nn.Module) -> None:
             m.reset_running_stats()
 
 
-class VGGEncoder(TorchComponent):
+class VGGEncoder(TransformerMixin, TorchComponent):
     """torchvision VGG feature layers as a block-feature encoder.
 
     Parameters

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from pytorchvideo.models.hub import i3d_r50
+from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell._validation import check_tensor
@@ -62,7 +63,7 @@ class I3DBackbone(nn.Module):
         return x.mean(dim=(2, 3, 4))
 
 
-class I3DExtractor(TorchComponent):
+class I3DExtractor(TransformerMixin, TorchComponent):
     """pytorchvideo's I3D ResNet-50 as a video feature extractor.
 
     Parameters
