@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import pickle
 
 import numpy as np
@@ -17,8 +19,10 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
+from conchshell.codec import jukebox
 from conchshell.codec.jukebox import JukeboxCodec, linf_loss, multispectral_loss
 from conchshell.metrics import codebook_usage
+from conchshell.training import budget_cosine_schedule
 
 PAPER_COUNTS = {0: (441_856, 458_177), 1: (116_384, 124_641), 2: (168_224, 176_481)}
 
@@ -300,9 +304,43 @@ def test_cosine_schedule_anneals_over_the_step_budget() -> None:
 
 def test_cosine_schedule_follows_the_time_budget_when_it_binds() -> None:
     codec = JukeboxCodec.tiny(max_steps=10**9, max_time=100.0, lr_schedule="cosine")
-    assert codec._learning_rate(0, 0.0) == pytest.approx(3e-3)
-    assert codec._learning_rate(10, 50.0) == pytest.approx(1.5e-3)
-    assert codec._learning_rate(10, 150.0) == 0.0
+    assert codec._budget_spent(0, 0.0) == 0.0
+    assert codec._budget_spent(10, 50.0) == 0.5
+    assert codec._budget_spent(10, 150.0) == 1.5
+    # fit anneals over that share with budget_cosine_schedule, which stops at zero past 1
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+    spent = iter([0.0, 0.5, 1.5])
+    schedule = budget_cosine_schedule(optimizer, lambda: next(spent))
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(2):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == [3e-3, 1.5e-3, 0.0]
+
+
+def test_a_non_finite_step_is_skipped_and_recorded(monkeypatch, caplog) -> None:
+    audio = _tones(2, 2048, seed=0)
+    clean = JukeboxCodec.tiny(random_state=0, max_steps=3, verbose=0).fit(audio)
+    codec = JukeboxCodec.tiny(random_state=0, max_steps=3, verbose=0)
+    calls = []
+
+    def faulty(target: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+        calls.append(1)  # one call per level and step: poison the second step's first level
+        value = linf_loss(target, estimate)
+        return value * math.nan if len(calls) == codec.levels + 1 else value
+
+    monkeypatch.setattr(jukebox, "linf_loss", faulty)
+    with caplog.at_level(logging.WARNING, logger="conchshell"):
+        codec.fit(audio)
+    assert [h.get("skipped") for h in codec.history_] == [None, "non-finite loss", None]
+    assert [h["n_skipped"] for h in codec.history_] == [0, 1, 1]
+    assert [h["step"] for h in codec.history_] == [1, 2, 3]
+    assert math.isnan(codec.history_[1]["loss"])
+    assert codec.history_[0]["loss"] == clean.history_[0]["loss"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "codec: update skipped at step 2: non-finite loss"
+    ]
 
 
 def test_fit_reads_each_piece_of_a_library_dataset_once() -> None:

@@ -171,16 +171,18 @@ def test_fit_regresses_target_latents():
     g = tiny("deep", lr=1e-2, max_epochs=40, batch_size=16)
     assert g.fit(features, targets, categories) is g
     losses = [h["loss"] for h in g.history_]
-    assert len(g.history_) == 40 and g.history_[-1]["steps"] == 40
+    assert len(g.history_) == 40 and g.history_[-1]["step"] == 40
     # Well below the best constant guess, and far below where it started.
     baseline = np.abs(targets - np.median(targets, axis=0)).mean()
     assert losses[-1] < 0.7 * baseline and losses[-1] < 0.5 * losses[0]
     assert not g.module_.training
-    # max_steps stops early; warm_start continues the history and the weights.
+    # max_steps stops early; warm_start continues the history (epochs and steps count on)
+    # and the weights.
     g.set_params(max_steps=3, warm_start=True, batch_size=8)
     before = g.module_.linear.weight.detach().clone()
     g.fit(features, targets, categories)
-    assert [h["steps"] for h in g.history_[40:]] == [2, 3]
+    assert [h["step"] for h in g.history_[40:]] == [42, 43]
+    assert [h["epoch"] for h in g.history_[40:]] == [41, 42]
     assert not torch.equal(before, g.module_.linear.weight)
 
 

@@ -108,6 +108,7 @@ def test_fit_learns_and_records_history():
         "valid_loss",
         "valid_accuracy",
         "seconds",
+        "n_skipped",
     }
     assert math.isnan(enc.history_[0]["valid_loss"])
     assert enc.history_[-1]["train_loss"] < 0.05 * enc.history_[0]["train_loss"]

@@ -64,7 +64,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from sklearn.base import TransformerMixin
 from torch import nn
-from tqdm.auto import tqdm
 
 from conchshell._spectral import multi_resolution_stft
 from conchshell._validation import check_tensor
@@ -83,6 +81,12 @@ from conchshell.base import TorchComponent
 from conchshell.codec.checkpoint import load_jukebox_checkpoint, load_state_dict_strict
 from conchshell.io import atomic_write
 from conchshell.levels import level_index
+from conchshell.training import (
+    TrainingLog,
+    budget_cosine_schedule,
+    constant_schedule,
+    guarded_step,
+)
 
 __all__ = ["JukeboxCodec"]
 
@@ -414,11 +418,14 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
     module_ : JukeboxVQVAE
         The network (state dict in the official Jukebox layout).
     history_ : list of dict
-        One entry per training step: total loss and, per level ``L``, the
-        terms ``recons_L``, ``spectral_L``, ``commit_L``, the number of
-        distinct codes the batch used ``used_L``, their perplexity
-        ``perplexity_L`` and the number of codes re-seeded ``revived_L``, and
-        the learning rate ``lr`` of the step.
+        One entry per training step, in :mod:`conchshell.training`'s format:
+        ``step``, the total ``loss`` and, per level ``L``, the terms
+        ``recons_L``, ``spectral_L``, ``commit_L``, the number of distinct
+        codes the batch used ``used_L``, their perplexity ``perplexity_L``
+        and the number of codes re-seeded ``revived_L``; the learning rate
+        ``lr`` of the step, ``seconds`` since ``fit`` started and
+        ``n_skipped``, the steps so far whose update was skipped. Such a step
+        (non-finite loss or gradient) carries ``skipped`` with the reason.
     n_steps_ : int
         Steps :meth:`fit` ran.
 
@@ -969,45 +976,50 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
         gen = torch.Generator().manual_seed(self.seed_)
         optimizer = torch.optim.AdamW(module.parameters(), lr=float(self.lr))
         self.history_ = []
-        start = time.monotonic()
         module.train()
         step = 0
         # With a time budget the step count is open-ended: show a plain counter.
         total = self.max_steps if self.max_time is None else None
-        bar = tqdm(total=total, desc="codec", disable=not self.verbose, leave=False)
+        log = TrainingLog(
+            desc="codec",
+            total=total,
+            verbose=self.verbose,
+            history=self.history_,
+            max_time=self.max_time,
+            leave=False,
+        )
+        if self.lr_schedule == "cosine":
+            # read when the scheduler steps: after each step, for the next one
+            schedule = budget_cosine_schedule(
+                optimizer, lambda: self._budget_spent(step, log.elapsed)
+            )
+        else:
+            schedule = constant_schedule(optimizer)
         try:
-            while step < self.max_steps:
-                if self.max_time is not None and time.monotonic() - start > float(self.max_time):
-                    break
-                rate = self._learning_rate(step, time.monotonic() - start)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
+            while step < self.max_steps and not log.out_of_time():
+                rate = optimizer.param_groups[0]["lr"]
                 batch = self._sample_batch(clips, seg, gen)
-                record = self._train_step(batch, optimizer, gen)
-                record["lr"] = rate
                 step += 1
-                record["step"] = step
-                record["time"] = time.monotonic() - start
-                self.history_.append(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                record = self._train_step(batch, optimizer, gen, step=step)
+                record["lr"] = rate
+                log.log(record)
                 if self.checkpoint_dir is not None and step % self.checkpoint_every == 0:
                     self.save(Path(self.checkpoint_dir) / "codec-last.safetensors")
+                schedule.step()
         finally:
-            bar.close()
+            log.close()
             module.eval()
         self.n_steps_ = step
         if self.checkpoint_dir is not None:
             self.save(Path(self.checkpoint_dir) / "codec-last.safetensors")
         return self
 
-    def _learning_rate(self, step: int, elapsed: float) -> float:
-        if self.lr_schedule == "constant":
-            return float(self.lr)
+    def _budget_spent(self, step: int, elapsed: float) -> float:
+        """Share of the training budget used: the larger of steps and time."""
         done = step / self.max_steps
         if self.max_time is not None:
             done = max(done, elapsed / float(self.max_time))
-        return 0.5 * float(self.lr) * (1.0 + math.cos(math.pi * min(done, 1.0)))
+        return done
 
     def _segment_length(self) -> int:
         top = self.hop_length(self.levels - 1)
@@ -1057,11 +1069,15 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
         return torch.stack(rows).to(self.device_)
 
     def _train_step(
-        self, x: torch.Tensor, optimizer: torch.optim.Optimizer, gen: torch.Generator
-    ) -> dict[str, float]:
+        self,
+        x: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        gen: torch.Generator,
+        step: int | None = None,
+    ) -> dict[str, Any]:
         module = self.module_
         total = x.new_zeros(())
-        record: dict[str, float] = {}
+        record: dict[str, Any] = {} if step is None else {"step": step}
         for level in range(self.levels):
             z = module.encoders[level](x[:, None, :])
             book = module.bottleneck.level_blocks[level]
@@ -1089,9 +1105,8 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
             record[f"perplexity_{level}"] = float(entropy.exp())
             record[f"revived_{level}"] = revived
         optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(total):
-            total.backward()
-            optimizer.step()
+        # A non-finite loss or gradient skips the update and says so in the record.
+        guarded_step(total, module, optimizer, record, desc="codec")
         record["loss"] = float(total.detach())
         return record
 

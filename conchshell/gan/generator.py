@@ -21,7 +21,6 @@ kernels, for CPU training and for tests.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +39,7 @@ from conchshell.gan._layers import (
     wn_conv1d,
 )
 from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index, level_name
+from conchshell.training import TrainingLog, guarded_step
 
 __all__ = ["Generator", "PooledGenerator", "ResidualBlock", "StridedGenerator"]
 
@@ -469,7 +469,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         Continue from the current ``module_`` in :meth:`fit` instead of
         building fresh weights.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        Show a progress bar over the epochs of :meth:`fit` when positive.
     device : {"auto", "cpu", "cuda"}, default="auto"
     random_state : int, RandomState or None, default=None
         Seeds the initial weights and the shuffling of :meth:`fit`.
@@ -486,7 +486,11 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         The sizes in use (the paper's where the parameter is ``None``).
     device_ : torch.device
     history_ : list of dict
-        Per epoch of :meth:`fit`: ``epoch``, ``loss`` (mean L1), ``steps``, ``seconds``.
+        Per epoch of :meth:`fit`, in :mod:`conchshell.training`'s format:
+        ``epoch``, ``step`` (optimiser steps so far; a warm start counts on),
+        ``loss`` (mean L1 over the batches whose update was not skipped),
+        ``seconds`` (since this call to ``fit`` started) and ``n_skipped``
+        (batches so far whose loss or gradient was not finite).
 
     Examples
     --------
@@ -622,38 +626,45 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         )
         rng = np.random.RandomState(self.seed_)
         history = self.history_ if self.warm_start and hasattr(self, "history_") else []
-        steps, start = 0, time.perf_counter()
+        self.history_ = history
+        # A warm start continues the history: its epochs and steps count on.
+        done = int(history[-1].get("step", 0)) if history else 0
+        steps = 0  # in this call, for max_steps
         module.train()
-        for _ in range(int(self.max_epochs)):
-            order = torch.from_numpy(rng.permutation(x.shape[0]))
-            total, seen = 0.0, 0
-            for batch in order.split(int(self.batch_size)):
-                pred = module(x[batch].to(self.device_), c[batch].to(self.device_))
-                loss = F.l1_loss(pred, y[batch].to(self.device_))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                seen += len(batch)
-                steps += 1
+        with TrainingLog(
+            desc="Generator",
+            total=int(self.max_epochs),
+            verbose=self.verbose,
+            unit="epoch",
+            history=history,
+        ) as log:
+            for _ in range(int(self.max_epochs)):
+                epoch = len(history) + 1
+                order = torch.from_numpy(rng.permutation(x.shape[0]))
+                total, seen = 0.0, 0
+                for batch in order.split(int(self.batch_size)):
+                    pred = module(x[batch].to(self.device_), c[batch].to(self.device_))
+                    loss = F.l1_loss(pred, y[batch].to(self.device_))
+                    optimizer.zero_grad(set_to_none=True)
+                    steps += 1
+                    where = {"epoch": epoch, "step": done + steps}
+                    # One record per epoch: a skipped batch is counted, not recorded.
+                    if guarded_step(loss, module, optimizer, where, desc="Generator"):
+                        total += float(loss.detach()) * len(batch)
+                        seen += len(batch)
+                    else:
+                        log.count_skipped()
+                    if self.max_steps is not None and steps >= self.max_steps:
+                        break
+                record = {
+                    "epoch": epoch,
+                    "step": done + steps,
+                    "loss": total / seen if seen else math.nan,
+                }
+                log.log(record)
                 if self.max_steps is not None and steps >= self.max_steps:
                     break
-            record = {
-                "epoch": len(history) + 1,
-                "loss": total / seen,
-                "steps": steps,
-                "seconds": time.perf_counter() - start,
-            }
-            history.append(record)
-            if self.verbose:
-                print(
-                    f"[Generator] epoch {record['epoch']}  L1 {record['loss']:.4f}  "
-                    f"steps {steps}  {record['seconds']:.1f}s"
-                )
-            if self.max_steps is not None and steps >= self.max_steps:
-                break
         module.eval()
-        self.history_ = history
         return self
 
     def transform(self, features: object, categories: object) -> torch.Tensor:

@@ -74,10 +74,8 @@ the classification itself.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,10 +87,16 @@ from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from conchshell._validation import check_categories, check_tensor
 from conchshell.base import TorchComponent, seeded
+from conchshell.training import (
+    EarlyStopping,
+    TrainingLog,
+    constant_schedule,
+    cosine_schedule,
+    guarded_step,
+)
 
 __all__ = ["TCNN", "TCNNEncoder", "TCNNModule"]
 
@@ -393,9 +397,12 @@ class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
     classes_ : ndarray of shape (n_categories,)
         Category ids, ``0 .. n_categories - 1``.
     history_ : list of dict
-        Per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``,
-        ``valid_loss``, ``valid_accuracy`` (NaN without a validation split),
-        ``seconds``.
+        Per epoch, in :mod:`conchshell.training`'s format: ``epoch``, ``lr``,
+        ``train_loss``, ``train_accuracy`` (over the batches whose update was
+        not skipped), ``valid_loss``, ``valid_accuracy`` (NaN without a
+        validation split), ``seconds`` (since ``fit`` started) and
+        ``n_skipped`` (batches so far whose loss or gradient was not finite,
+        so their update was skipped).
     best_epoch_ : int
         The epoch whose weights were kept.
 
@@ -623,21 +630,24 @@ class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
         optimizer = torch.optim.AdamW(
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
-        self.history_ = []
-        best_loss, best_state, self.best_epoch_, waited = math.inf, None, 0, 0
-        epochs = tqdm(
-            range(1, self.max_epochs + 1), desc="TCNN", disable=not self.verbose, unit="epoch"
+        if self.lr_schedule == "cosine":  # stepped once per epoch
+            schedule = cosine_schedule(optimizer, int(self.max_epochs))
+        else:
+            schedule = constant_schedule(optimizer)
+        stopper = EarlyStopping(int(self.patience))
+        self.history_, self.best_epoch_ = [], 0
+        log = TrainingLog(
+            desc="TCNN",
+            total=int(self.max_epochs),
+            verbose=self.verbose,
+            unit="epoch",
+            history=self.history_,
         )
-        with seeded(self.seed_ + 1):  # batch order, crops, flips and dropout
-            for epoch in epochs:
-                start = time.perf_counter()
-                if self.lr_schedule == "cosine":
-                    done = (epoch - 1) / self.max_epochs
-                    for group in optimizer.param_groups:
-                        group["lr"] = 0.5 * self.lr * (1.0 + math.cos(math.pi * done))
+        with log, seeded(self.seed_ + 1):  # batch order, crops, flips and dropout
+            for epoch in range(1, self.max_epochs + 1):
                 module.train()
                 order = train_idx[torch.randperm(len(train_idx)).numpy()]
-                loss_sum, correct = 0.0, 0
+                loss_sum, correct, seen = 0.0, 0, 0
                 for begin in range(0, len(order), self.batch_size):
                     batch = order[begin : begin + self.batch_size]
                     xb = x[batch]
@@ -663,15 +673,19 @@ class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
                             logits, yb[partner], label_smoothing=smoothing
                         )
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    # One record per epoch: a skipped batch is counted, not recorded.
+                    if not guarded_step(loss, module, optimizer, {"epoch": epoch}, desc="TCNN"):
+                        log.count_skipped()
+                        continue
                     loss_sum += loss.item() * len(batch)
                     correct += int((logits.argmax(1) == yb).sum())
+                    seen += len(batch)
                 record = {
                     "epoch": epoch,
                     "lr": optimizer.param_groups[0]["lr"],
-                    "train_loss": loss_sum / len(order),
-                    "train_accuracy": correct / len(order),
+                    # over the batches that updated the weights (all of them, unless skipped)
+                    "train_loss": loss_sum / seen if seen else math.nan,
+                    "train_accuracy": correct / seen if seen else math.nan,
                     "valid_loss": math.nan,
                     "valid_accuracy": math.nan,
                 }
@@ -680,25 +694,15 @@ class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
                     yv = y[valid_idx].to(logits.device)
                     record["valid_loss"] = float(F.cross_entropy(logits, yv))
                     record["valid_accuracy"] = float((logits.argmax(1) == yv).float().mean())
-                record["seconds"] = time.perf_counter() - start
-                self.history_.append(record)
-                epochs.set_postfix(
-                    loss=f"{record['train_loss']:.3f}",
-                    val_loss=f"{record['valid_loss']:.3f}",
-                    val_acc=f"{record['valid_accuracy']:.2f}",
-                )
+                log.log(record, loss="train_loss", val_loss="valid_loss", val_acc="valid_accuracy")
+                schedule.step()
                 if not len(valid_idx):
                     self.best_epoch_ = epoch
                     continue
-                if record["valid_loss"] < best_loss:
-                    best_loss, self.best_epoch_, waited = record["valid_loss"], epoch, 0
-                    best_state = copy.deepcopy(module.state_dict())
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-        if best_state is not None:
-            module.load_state_dict(best_state)
+                if stopper.update(record["valid_loss"], module, epoch):
+                    break
+        if stopper.restore(module):  # kept only with a validation split
+            self.best_epoch_ = stopper.best_epoch
         module.eval()
         return self
 
