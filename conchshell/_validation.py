@@ -6,12 +6,63 @@ a traceback from inside torch to learn that a batch had the wrong shape.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.utils import check_scalar
 
-__all__ = ["check_categories", "check_tensor"]
+__all__ = ["check_categories", "check_positive_int", "check_tensor"]
+
+
+def check_positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
+    """Return ``value`` as an ``int`` after checking it is a whole number of at least 1.
+
+    :func:`sklearn.utils.check_scalar` does the checking; the errors it raises
+    are re-worded to name the parameter and the value, and ``True`` and
+    ``False`` are refused although Python counts them as integers.
+
+    Parameters
+    ----------
+    value : object
+        The setting to check (``int`` or a numpy integer).
+    name : str
+        How the setting is called in error messages.
+    allow_zero : bool, default=False
+        Accept 0 as well (a non-negative integer).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is not an integer (a float, a string, a bool...).
+    ValueError
+        When it is below 1 (below 0 with ``allow_zero``).
+
+    Examples
+    --------
+    >>> check_positive_int(3, "batch_size")
+    3
+    >>> check_positive_int(0, "batch_size")
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be a positive integer, got 0
+    """
+    wanted = "a non-negative integer" if allow_zero else "a positive integer"
+    message = f"{name} must be {wanted}, got {value!r}"
+    if isinstance(value, bool):
+        raise TypeError(message)
+    try:
+        check_scalar(value, name, numbers.Integral, min_val=0 if allow_zero else 1)
+    except TypeError as exc:
+        raise TypeError(message) from exc
+    except ValueError as exc:
+        raise ValueError(message) from exc
+    return int(value)
 
 
 def check_tensor(

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from conchshell._validation import check_positive_int
+
 __all__ = [
     "codebook_usage",
     "mel_l1",
@@ -208,8 +210,7 @@ def codebook_usage(codes: Any, n_codes: int) -> dict[str, float]:
     if isinstance(codes, torch.Tensor):
         codes = codes.detach().cpu().numpy()
     arr = np.asarray(codes).reshape(-1)
-    if isinstance(n_codes, bool) or not isinstance(n_codes, int | np.integer) or n_codes < 1:
-        raise ValueError(f"n_codes must be a positive int, got {n_codes!r}")
+    n_codes = check_positive_int(n_codes, "n_codes")
     if arr.size == 0:
         raise ValueError("codes is empty")
     if not np.issubdtype(arr.dtype, np.integer):

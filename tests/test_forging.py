@@ -107,7 +107,6 @@ def test_numpy_maps_are_accepted():
         ({"mode": "repeat"}, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "floating-point"),
         ({"mode": "bogus"}, torch.zeros(1, 3, 8, 8), "mode must be one of"),
         ({"repeats": 0}, [torch.zeros(1, 3, 8, 8)], "repeats must be a positive integer"),
-        ({"size": 2.5}, [torch.zeros(1, 3, 8, 8)], "size must be a positive integer"),
     ],
 )
 def test_bad_input_is_named(params, inputs, match):
@@ -118,6 +117,8 @@ def test_bad_input_is_named(params, inputs, match):
 def test_fit_checks_parameters():
     with pytest.raises(ValueError, match="n_frames"):
         TemporalForger(n_frames=np.int64(0)).fit()
+    with pytest.raises(TypeError, match=r"size must be a positive integer, got 2\.5"):
+        TemporalForger(device="cpu", size=2.5).transform([torch.zeros(1, 3, 8, 8)])
 
 
 def test_static_mode_repeats_the_last_block_map():

@@ -401,9 +401,11 @@ def test_raters_per_item_and_items_per_rater(samples, tmp_path):
         stranger = next(iter(given["bob"]))
         status, _, body = post_rating(base, "ann", stranger, 1)
         assert status == 409 and b"not one of the items given to you" in body
-    for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="raters_per_item must be a positive integer"):
+    for bad, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"raters_per_item must be a positive integer, got {bad}"):
             MOSApp(app.index, app.store, raters_per_item=bad)
+    with pytest.raises(TypeError, match="items_per_rater must be a positive integer, got '2'"):
+        MOSApp(app.index, app.store, items_per_rater="2")
 
 
 # -- summary --------------------------------------------------------------------------

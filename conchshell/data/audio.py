@@ -25,6 +25,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as taF
 
+from conchshell._validation import check_positive_int
 from conchshell.io import atomic_write
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
 
@@ -64,12 +65,6 @@ def _n_samples(sample_rate: int, duration: float | None) -> int | None:
     if not isinstance(duration, int | float) or not math.isfinite(duration) or duration <= 0:
         raise ValueError(f"duration must be a positive number of seconds or None, got {duration!r}")
     return round(duration * sample_rate)
-
-
-def _check_rate(rate: object, name: str) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
-        raise ValueError(f"{name} must be a positive integer in Hz, got {rate!r}")
-    return int(rate)
 
 
 def _as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -182,8 +177,8 @@ def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     -------
     numpy.ndarray of shape (..., ceil(samples * new_rate / orig_rate)), float32
     """
-    orig_rate = _check_rate(orig_rate, "orig_rate")
-    new_rate = _check_rate(new_rate, "new_rate")
+    orig_rate = check_positive_int(orig_rate, "orig_rate")
+    new_rate = check_positive_int(new_rate, "new_rate")
     if orig_rate == new_rate:
         return np.asarray(wave, dtype=np.float32)
     g = math.gcd(orig_rate, new_rate)
@@ -256,10 +251,7 @@ def fit_length(audio: np.ndarray | torch.Tensor, n_samples: int) -> np.ndarray |
     >>> fit_length(torch.arange(4.0), 2)
     tensor([0., 1.])
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
-        raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
-    if n_samples < 0:
-        raise ValueError(f"n_samples must be non-negative, got {n_samples!r}")
+    n_samples = check_positive_int(n_samples, "n_samples", allow_zero=True)
     if not isinstance(audio, np.ndarray | torch.Tensor):
         raise TypeError(
             f"audio must be a numpy array or a torch tensor, got {type(audio).__name__}"
@@ -270,10 +262,10 @@ def fit_length(audio: np.ndarray | torch.Tensor, n_samples: int) -> np.ndarray |
         # librosa pulls in numba: import it only when a numpy clip needs fitting.
         from librosa.util import fix_length as _fix_length
 
-        return _fix_length(audio, size=int(n_samples), axis=-1)
+        return _fix_length(audio, size=n_samples, axis=-1)
     if audio.shape[-1] >= n_samples:
         return audio[..., :n_samples]
-    return torch.nn.functional.pad(audio, (0, int(n_samples) - audio.shape[-1]))
+    return torch.nn.functional.pad(audio, (0, n_samples - audio.shape[-1]))
 
 
 def crop_or_pad(
@@ -393,8 +385,8 @@ def prepare_waveform(
     >>> clip.shape, round(float(clip.abs().max()), 2)
     (torch.Size([128000]), 0.95)
     """
-    sr = _check_rate(sr, "sr")
-    sample_rate = _check_rate(sample_rate, "sample_rate")
+    sr = check_positive_int(sr, "sr")
+    sample_rate = check_positive_int(sample_rate, "sample_rate")
     n_samples = _n_samples(sample_rate, duration)
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().cpu().numpy()
@@ -538,7 +530,7 @@ def save_audio(path: PathLike, wave: np.ndarray | torch.Tensor, sample_rate: int
         When the folder is missing or not writable, naming the target.
     """
     path = Path(path)
-    sample_rate = _check_rate(sample_rate, "sample_rate")
+    sample_rate = check_positive_int(sample_rate, "sample_rate")
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().cpu().float().numpy()
     arr = np.asarray(wave, dtype=np.float32)

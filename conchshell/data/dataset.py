@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from conchshell._validation import check_categories, check_tensor
+from conchshell._validation import check_categories, check_positive_int, check_tensor
 from conchshell.data.audio import crop_or_pad, decode_audio
 from conchshell.data.images import IMAGE_SIZE, load_image, to_image_batch
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
@@ -97,12 +97,6 @@ def _check_duration(duration: object, *, allow_none: bool) -> float | None:
     ):
         raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
     return float(duration)
-
-
-def _check_rate(sample_rate: object) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
-    return sample_rate
 
 
 class PairDataset(Dataset):
@@ -162,7 +156,7 @@ class PairDataset(Dataset):
         self.augment = bool(augment)
         self.random_state = random_state
         self.seed = _seed_from(random_state)
-        self.sample_rate = _check_rate(sample_rate)
+        self.sample_rate = check_positive_int(sample_rate, "sample_rate")
         self.name = name
         self.epoch = 0
         self._draws = np.zeros(n_items, dtype=np.int64)
@@ -201,9 +195,7 @@ class PairDataset(Dataset):
         epoch : int
             Non-negative epoch number; the per-item read counters restart.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_positive_int(epoch, "epoch", allow_zero=True)
         self._draws = np.zeros(len(self), dtype=np.int64)
 
     def item_rng(self, index: int) -> np.random.Generator:

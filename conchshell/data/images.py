@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -304,8 +304,7 @@ def load_image(source: ImageSource, *, size: int = IMAGE_SIZE) -> torch.Tensor:
     >>> load_image(np.zeros((100, 150, 3), dtype=np.uint8)).shape
     torch.Size([3, 224, 224])
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = check_positive_int(size, "size")
     if isinstance(source, torch.Tensor):
         return _check_preprocessed(source, size, "image")
     if isinstance(source, str | os.PathLike):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 
 __all__ = ["as_batch", "check_pair", "check_sample_rate", "reduce_scores"]
 
@@ -70,11 +70,7 @@ def check_pair(
 
 def check_sample_rate(sample_rate: object) -> int:
     """Return ``sample_rate`` as a positive int or raise a clear error."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
-        raise TypeError(f"sample_rate must be an int, got {sample_rate!r}")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    return int(sample_rate)
+    return check_positive_int(sample_rate, "sample_rate")
 
 
 def reduce_scores(scores: np.ndarray, reduction: str) -> float | np.ndarray:

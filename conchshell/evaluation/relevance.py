@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from conchshell._validation import check_positive_int
 from conchshell.evaluation._audio import as_batch, check_pair, check_sample_rate
 from conchshell.evaluation.descriptors import describe, mean_chroma
 from conchshell.levels import SAMPLE_RATE
@@ -107,8 +108,7 @@ class RelevanceClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"features must be a non-empty subset of {FEATURE_SETS}, got {self.features!r}"
             )
-        if isinstance(self.n_mels, bool) or not isinstance(self.n_mels, int) or self.n_mels < 1:
-            raise ValueError(f"n_mels must be a positive int, got {self.n_mels!r}")
+        check_positive_int(self.n_mels, "n_mels")
         check_sample_rate(self.sample_rate)
         return feats
 

@@ -19,7 +19,7 @@ from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 from conchshell.base import TorchComponent, resolve_device
 from conchshell.image.tcnn import check_images
 
@@ -151,9 +151,7 @@ class TemporalForger(TransformerMixin, TorchComponent):
         if self.mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
         for name in ("repeats", "size", "n_frames"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         return ForgingModule(self.mode, int(self.repeats), int(self.size), int(self.n_frames))
 
     def fit(self, X: object = None, y: object = None) -> TemporalForger:

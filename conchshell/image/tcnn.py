@@ -88,7 +88,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from torch import nn
 from torch.nn import functional as F
 
-from conchshell._validation import check_categories, check_tensor
+from conchshell._validation import check_categories, check_positive_int, check_tensor
 from conchshell.base import TorchComponent, seeded
 from conchshell.training import (
     EarlyStopping,
@@ -518,13 +518,8 @@ class TCNNEncoder(ClassifierMixin, TransformerMixin, TorchComponent):
     # -- training ---------------------------------------------------------------------------
 
     def _check_training_params(self) -> None:
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
         for name in ("max_epochs", "batch_size", "patience"):
-            positive_int(name)
+            check_positive_int(getattr(self, name), name)
         for name in ("lr",):
             if not (isinstance(self.lr, int | float) and self.lr > 0):
                 raise ValueError(f"{name} must be a positive number, got {self.lr!r}")

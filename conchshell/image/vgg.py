@@ -18,6 +18,7 @@ import torchvision
 from sklearn.base import TransformerMixin
 from torch import nn
 
+from conchshell._validation import check_positive_int
 from conchshell.base import TorchComponent
 from conchshell.image.tcnn import check_images, load_state_dict_strictly
 
@@ -152,8 +153,7 @@ class VGGEncoder(TransformerMixin, TorchComponent):
     def _check_params(self) -> tuple[int, ...]:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        check_positive_int(self.batch_size, "batch_size")
         if self.blocks is None:
             return tuple(range(self._N_BLOCKS))
         blocks = tuple(self.blocks)

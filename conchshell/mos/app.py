@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from conchshell._validation import check_positive_int
 from conchshell.mos import pages
 from conchshell.mos.samples import AUDIO_SUFFIXES, SampleIndex, scan_samples
 from conchshell.mos.store import (
@@ -183,10 +184,8 @@ class MOSApp:
             ("raters_per_item", raters_per_item),
             ("items_per_rater", items_per_rater),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+            if value is not None:
+                check_positive_int(value, name)
         self.index = index
         self.store = store
         self.raters_per_item = raters_per_item

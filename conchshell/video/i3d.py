@@ -19,7 +19,7 @@ from pytorchvideo.models.hub import i3d_r50
 from sklearn.base import TransformerMixin
 from torch import nn
 
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 from conchshell.base import TorchComponent
 from conchshell.image.tcnn import load_state_dict_strictly
 
@@ -124,9 +124,7 @@ class I3DExtractor(TransformerMixin, TorchComponent):
 
     def _check_params(self) -> None:
         for name in ("width", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if self.width % 4:
             # The bottlenecks' inner width is a quarter of their output width.
             raise ValueError(f"width must be a multiple of 4, got {self.width!r}")
