@@ -22,13 +22,41 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
+    "SIZES",
     "TorchComponent",
+    "check_size",
     "resolve_device",
     "seed_from_random_state",
     "seeded",
 ]
 
 _DEVICES = ("auto", "cpu", "cuda")
+
+#: The sizes every sized component (``Generator(size=...)``, ``JukeboxCodec.sized(...)``,
+#: ``MultiScaleDiscriminator.sized(...)``) and every preset (``presets.conchshell(size)``)
+#: accepts: the paper's, one that trains on two CPU cores in minutes, one for tests.
+SIZES = ("paper", "small", "tiny")
+
+
+def check_size(size: object) -> str:
+    """Return ``size`` if it is one of :data:`SIZES`, else raise a ValueError naming it.
+
+    Parameters
+    ----------
+    size : {"paper", "small", "tiny"}
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> check_size("small")
+    'small'
+    """
+    if not isinstance(size, str) or size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    return size
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

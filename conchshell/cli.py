@@ -16,6 +16,14 @@ from conchshell._version import __version__
 
 __all__ = ["build_parser", "main"]
 
+# conchshell.base.SIZES, spelled out so that --help imports nothing heavy.
+_SIZES = ("paper", "small", "tiny")
+
+
+def _size(value: str) -> str:
+    """A --size value; ``cpu``, the earlier name of ``small``, is accepted (as --scale is)."""
+    return "small" if value == "cpu" else value
+
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -61,7 +69,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from conchshell import presets
     from conchshell.datasets import load_bop, load_pairs
 
-    model = presets.get(args.preset, scale=args.scale)
+    model = presets.get(args.preset, args.size)
     try:
         model.set_params(**_parse_sets(args.set))
     except ValueError as exc:
@@ -73,7 +81,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     dataset = load_pairs(data) if data.suffix.lower() == ".csv" else load_bop(data, "train")
     model.fit(dataset, resume=args.resume)
     model.save(args.out)
-    print(f"saved {args.preset} ({args.scale}) to {args.out}")
+    print(f"saved {args.preset} ({args.size}) to {args.out}")
     return 0
 
 
@@ -119,7 +127,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from conchshell.demo import run_demo
 
-    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed, scale=args.scale)
+    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed, size=args.size)
     print(f"open {index} to see and hear the results")
     return 0
 
@@ -155,7 +163,7 @@ def _cmd_mos_summary(args: argparse.Namespace) -> int:
 def _cmd_report_table1(args: argparse.Namespace) -> int:
     from conchshell.reports import table1
 
-    report = table1(scale=args.scale)
+    report = table1(args.size)
     print(report.to_markdown())
     if args.out is not None:
         for path in report.save(args.out):
@@ -208,10 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="conchshell, baseline_1, baseline_2, baseline_3 or vgg_baseline",
     )
     fit.add_argument(
+        "--size",
         "--scale",
-        default="cpu",
-        choices=("paper", "cpu", "tiny"),
-        help="component sizes: the paper's, or small enough for 2 CPU cores",
+        dest="size",
+        type=_size,
+        default="small",
+        choices=_SIZES,
+        help="component sizes: the paper's, small enough for 2 CPU cores, or tiny for tests "
+        "(--scale and cpu are the earlier spellings)",
     )
     fit.add_argument(
         "--data",
@@ -276,7 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         "table1", help="parameters and MACs of every preset's D, G and image module"
     )
     t1.add_argument(
-        "--scale", default="paper", choices=("paper", "cpu", "tiny"), help="component sizes"
+        "--size",
+        "--scale",
+        dest="size",
+        type=_size,
+        default="paper",
+        choices=_SIZES,
+        help="component sizes (--scale and cpu are the earlier spellings)",
     )
     t1.add_argument("--out", type=Path, default=None, help="also write table1.md and .csv here")
     t1.set_defaults(func=_cmd_report_table1)
@@ -296,16 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--max-items", type=int, default=None, help="images per split, at most")
     t2.set_defaults(func=_cmd_report_table2)
 
-    demo = sub.add_parser("demo", help="the main job: train the CPU preset, write a gallery")
+    demo = sub.add_parser("demo", help="the main job: train the small preset, write a gallery")
     demo.add_argument("--data", type=Path, default=Path("data/standin"), help="dataset folder")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--minutes", type=float, default=12.0, help="training time budget")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
+        "--size",
         "--scale",
-        default="cpu",
-        choices=("cpu", "tiny"),
-        help="preset scale (tiny: seconds, for smoke tests)",
+        dest="size",
+        type=_size,
+        default="small",
+        choices=("small", "tiny"),
+        help="preset size (tiny: seconds, for smoke tests; --scale and cpu are the earlier "
+        "spellings)",
     )
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -1,15 +1,17 @@
-"""The main job (``make demo``): train the CPU-scale ConchShell, write a gallery.
+"""The main job (``make demo``): train the small ConchShell, write a gallery.
 
-It builds the stand-in dataset when it is missing, trains the CPU preset of
-ConchShell on its train split within a time budget, generates music for every
-validation image, and writes the WAVs, a spectrogram per clip and an
-``index.html`` that shows each image beside its spectrogram and a player.
+It builds the stand-in dataset when it is missing, trains the small preset of
+ConchShell (two CPU cores, minutes) on its train split within a time budget,
+generates music for every validation image, and writes the WAVs, a
+spectrogram per clip and an ``index.html`` that shows each image beside its
+spectrogram and a player.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ def _measures(model: Any, train: Any, val: Any, clips: np.ndarray) -> dict[str, 
     relevance = RelevanceClassifier().fit(waves, cats)
     profile = DescriptorProfile().fit(waves, cats)
     truth = np.asarray(val.category_ids)
-    reference = val.stack_audio().numpy()[:, : clips.shape[1]]  # tiny scale makes 1-s clips
+    reference = val.stack_audio().numpy()[:, : clips.shape[1]]  # the tiny size makes 1-s clips
     pesq, n_no_utterance = nanmean_count(pesq_wb(reference, clips))
     return {
         "relevance_accuracy": float(relevance.score(clips, truth)),
@@ -51,9 +53,11 @@ def run_demo(
     out: str | Path = "out/demo",
     minutes: float = 12.0,
     seed: int = 0,
-    scale: str = "cpu",
+    size: str = "small",
+    *,
+    scale: str | None = None,
 ) -> Path:
-    """Train the CPU-scale ConchShell preset and write a listening gallery.
+    """Train the small ConchShell preset and write a listening gallery.
 
     Parameters
     ----------
@@ -68,8 +72,11 @@ def run_demo(
         and steps.
     seed : int, default=0
         Seeds the dataset build and the training.
-    scale : {"cpu", "tiny"}, default="cpu"
-        Preset scale; ``"tiny"`` (1-s clips, seconds of training) is for tests.
+    size : {"small", "tiny"}, default="small"
+        Preset size (:mod:`conchshell.presets`); ``"tiny"`` (1-s clips,
+        seconds of training) is for tests.
+    scale : str, optional
+        Deprecated: the earlier name of ``size`` (its ``"cpu"`` is ``"small"``).
 
     Returns
     -------
@@ -81,6 +88,13 @@ def run_demo(
     from conchshell.datasets import load_bop
     from conchshell.gallery import write_gallery
 
+    if scale is not None:
+        warnings.warn(
+            "run_demo(scale=...) is deprecated; use size=... (its 'cpu' is 'small')",
+            FutureWarning,
+            stacklevel=2,
+        )
+    size = presets._resolve_size(size, scale)
     if not minutes > 0:
         raise ValueError(f"minutes must be positive, got {minutes!r}")
     started = time.perf_counter()
@@ -95,14 +109,14 @@ def run_demo(
 
     budget = 60.0 * minutes
     model = presets.conchshell(
-        scale,
+        size,
         random_state=seed,
         verbose=1,
         checkpoint_dir=str(out / "checkpoints"),
         max_time=0.25 * budget,
         codec__max_time=0.3 * budget,
     )
-    _log(f"training the {scale}-scale ConchShell preset for about {minutes:g} minutes")
+    _log(f"training the {size} ConchShell preset for about {minutes:g} minutes")
     model.fit(train)
     trained = time.perf_counter() - started
     model.save(out / "model")

@@ -30,7 +30,7 @@ Examples
 --------
 >>> from conchshell import presets
 >>> from conchshell.inference import optimize
->>> model = presets.conchshell(scale="paper").initialize()  # doctest: +SKIP
+>>> model = presets.conchshell("paper").initialize()  # doctest: +SKIP
 >>> fast = optimize(model, precision="bfloat16", threads=2)  # doctest: +SKIP
 >>> fast.predict(images).shape  # doctest: +SKIP
 (1, 128000)
@@ -45,8 +45,6 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.utils import parametrize
-
-from conchshell._validation import check_positive_int
 
 __all__ = [
     "PRECISIONS",
@@ -383,8 +381,10 @@ def set_threads(threads: int | None = None, interop: int | None = None) -> dict[
         The settings in force afterwards: ``{"threads": ..., "interop": ...}``.
     """
     for name, value in (("threads", threads), ("interop", interop)):
-        if value is not None:
-            check_positive_int(value, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
     if threads is not None:
         torch.set_num_threads(threads)
     if interop is not None and interop != torch.get_num_interop_threads():

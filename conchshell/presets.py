@@ -13,39 +13,57 @@ baseline_3    deep   TCNN-18             Algorithm 1
 vgg_baseline  deep   VGG-16              none: the last VGG block's map, repeated
 ============  =====  ==================  ==========================
 
-``scale`` picks component sizes:
+``size`` picks component sizes, with the words every sized component uses
+(:data:`conchshell.base.SIZES`: ``Generator(size=...)``,
+``JukeboxCodec.sized(...)``, ``MultiScaleDiscriminator.sized(...)``):
 
 - ``"paper"``: the paper's components (TCNN-6, I3D-R50 with 2048-d features,
   the released Jukebox VQ-VAE's shape, G and D of Table 1). Build them
   untrained with :meth:`ImageToMusic.initialize` to inspect or time them.
-- ``"cpu"``: the same structure, narrow enough to train on two CPU cores in
+- ``"small"``: the same structure, narrow enough to train on two CPU cores in
   minutes (I3D width 16 -> 512-d features, the small codec with the paper's
   hops, the small generator and discriminator). A Deep GAN step still costs
-  seconds on a CPU, so this scale first regresses the generator on the
+  seconds on a CPU, so this size first regresses the generator on the
   codec's latents for 600 steps (``warm_start_steps``, a fraction of a second
   each) and then trains adversarially with the paper's losses.
 - ``"tiny"``: for tests: seconds end to end.
+
+Earlier code spelled it ``scale=`` and called the small size ``"cpu"``; both
+are kept as aliases (``conchshell(scale="cpu")`` is ``conchshell("small")``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from conchshell.base import check_size
 from conchshell.estimator import ImageToMusic
 
 __all__ = ["PRESETS", "baseline_1", "baseline_2", "baseline_3", "conchshell", "get", "vgg_baseline"]
 
-_SCALES = ("paper", "cpu", "tiny")
+# Earlier names of sizes, kept as aliases: the docs called the small size "cpu".
+_ALIASES = {"cpu": "small"}
+
+
+def _resolve_size(size: str, scale: str | None = None) -> str:
+    """The size asked for, as ``size`` or as its earlier name ``scale``."""
+    if scale is not None:
+        if size != "paper":
+            raise TypeError(
+                f"give size or its alias scale, not both (size={size!r}, scale={scale!r})"
+            )
+        size = scale
+    return check_size(_ALIASES.get(size, size) if isinstance(size, str) else size)
 
 
 def _generator(size: str) -> Any:
     from conchshell.gan.generator import Generator
 
     # Sizes left at None follow the other components and the data when fitting.
-    return Generator(level=None, size=size, in_features=None, n_categories=None, emb_width=None)
+    return Generator.sized(size, level=None, in_features=None, n_categories=None, emb_width=None)
 
 
-def _components(scale: str) -> dict[str, Any]:
+def _components(size: str) -> dict[str, Any]:
     from conchshell.codec.jukebox import JukeboxCodec
     from conchshell.gan.discriminator import MultiScaleDiscriminator
     from conchshell.gan.losses import ConchShellLoss
@@ -53,19 +71,17 @@ def _components(scale: str) -> dict[str, Any]:
     from conchshell.image.tcnn import TCNNEncoder
     from conchshell.video.i3d import I3DExtractor
 
-    if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
-    if scale == "paper":
+    if size == "paper":
         return {
             "encoder": TCNNEncoder(),
             "forger": TemporalForger(),
             "extractor": I3DExtractor(),
-            "codec": JukeboxCodec.paper(),
+            "codec": JukeboxCodec.sized("paper"),
             "generator": _generator("paper"),
-            "discriminator": MultiScaleDiscriminator(),
+            "discriminator": MultiScaleDiscriminator.sized("paper"),
             "loss": ConchShellLoss(),
         }
-    if scale == "cpu":
+    if size == "small":
         return {
             # A 12-epoch budget: the default recipe (cosine, mixup, small crops) needs its 60
             # epochs; in 12 the plain constant-rate recipe did as well (cross-validated).
@@ -82,9 +98,9 @@ def _components(scale: str) -> dict[str, Any]:
             ),
             "forger": TemporalForger(size=112),
             "extractor": I3DExtractor(width=16),
-            "codec": JukeboxCodec.small(),
+            "codec": JukeboxCodec.sized("small"),
             "generator": _generator("small"),
-            "discriminator": MultiScaleDiscriminator.small(),
+            "discriminator": MultiScaleDiscriminator.sized("small"),
             "loss": ConchShellLoss(),
             "batch_size": 2,
             "max_steps": 600,
@@ -98,9 +114,9 @@ def _components(scale: str) -> dict[str, Any]:
         "encoder": TCNNEncoder(max_epochs=1, validation_fraction=0.0, batch_size=8),
         "forger": TemporalForger(size=32),
         "extractor": I3DExtractor(width=8),
-        "codec": JukeboxCodec.tiny(downs_t=(3, 2, 2), max_steps=2),
+        "codec": JukeboxCodec.sized("tiny", downs_t=(3, 2, 2), max_steps=2),
         "generator": _generator("tiny"),
-        "discriminator": MultiScaleDiscriminator.tiny(),
+        "discriminator": MultiScaleDiscriminator.sized("tiny"),
         "loss": ConchShellLoss(),
         "duration": 1.0,
         "batch_size": 2,
@@ -111,13 +127,16 @@ def _components(scale: str) -> dict[str, Any]:
     }
 
 
-def conchshell(scale: str = "paper", **params: Any) -> ImageToMusic:
+def conchshell(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """ConchShell: TCNN-6, forged video, I3D, G-Deep and D-Deep.
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -128,19 +147,23 @@ def conchshell(scale: str = "paper", **params: Any) -> ImageToMusic:
 
     Examples
     --------
-    >>> conchshell(scale="cpu").get_params()["level"]
+    >>> conchshell("small").get_params()["level"]
     'deep'
     """
-    return ImageToMusic(level="deep", **_components(scale)).set_params(**params)
+    components = _components(_resolve_size(size, scale))
+    return ImageToMusic(level="deep", **components).set_params(**params)
 
 
-def baseline_1(scale: str = "paper", **params: Any) -> ImageToMusic:
+def baseline_1(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """Baseline-1: ConchShell at the High level (G-High, D-High).
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -149,16 +172,19 @@ def baseline_1(scale: str = "paper", **params: Any) -> ImageToMusic:
     ImageToMusic
         Unfitted.
     """
-    return conchshell(scale, level="high", **params)
+    return conchshell(_resolve_size(size, scale), level="high", **params)
 
 
-def baseline_2(scale: str = "paper", **params: Any) -> ImageToMusic:
+def baseline_2(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """Baseline-2: ConchShell at the Low level (G-Low, D-Low).
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -167,16 +193,19 @@ def baseline_2(scale: str = "paper", **params: Any) -> ImageToMusic:
     ImageToMusic
         Unfitted.
     """
-    return conchshell(scale, level="low", **params)
+    return conchshell(_resolve_size(size, scale), level="low", **params)
 
 
-def baseline_3(scale: str = "paper", **params: Any) -> ImageToMusic:
+def baseline_3(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """Baseline-3: ConchShell with the 18-block TCNN-18 image module.
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -185,10 +214,10 @@ def baseline_3(scale: str = "paper", **params: Any) -> ImageToMusic:
     ImageToMusic
         Unfitted.
     """
-    return conchshell(scale, encoder__n_blocks=18, **params)
+    return conchshell(_resolve_size(size, scale), encoder__n_blocks=18, **params)
 
 
-def vgg_baseline(scale: str = "paper", **params: Any) -> ImageToMusic:
+def vgg_baseline(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """Deep level with VGG-16 features and no forged time axis.
 
     The forger repeats the last VGG block's map (group-averaged to three
@@ -196,8 +225,11 @@ def vgg_baseline(scale: str = "paper", **params: Any) -> ImageToMusic:
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -208,7 +240,8 @@ def vgg_baseline(scale: str = "paper", **params: Any) -> ImageToMusic:
     """
     from conchshell.image.vgg import VGGEncoder
 
-    return conchshell(scale, encoder=VGGEncoder(), forger__mode="static", **params)
+    size = _resolve_size(size, scale)
+    return conchshell(size, encoder=VGGEncoder(), forger__mode="static", **params)
 
 
 PRESETS = {
@@ -220,15 +253,18 @@ PRESETS = {
 }
 
 
-def get(name: str, scale: str = "paper", **params: Any) -> ImageToMusic:
+def get(name: str, size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
     """A preset by name (``"conchshell"``, ``"baseline_1"`` ... ``"vgg_baseline"``).
 
     Parameters
     ----------
     name : str
         A key of :data:`PRESETS`.
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes (see the module docs).
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
     **params
         Any further :meth:`ImageToMusic.set_params` keys.
 
@@ -239,4 +275,4 @@ def get(name: str, scale: str = "paper", **params: Any) -> ImageToMusic:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name](scale, **params)
+    return PRESETS[name](_resolve_size(size, scale), **params)

@@ -13,7 +13,7 @@ runs them as ``conchshell report table1`` and ``conchshell report table2``.
 Examples
 --------
 >>> from conchshell.reports import table1
->>> report = table1(scale="tiny")  # doctest: +SKIP
+>>> report = table1("tiny")  # doctest: +SKIP
 >>> print(report.to_markdown())  # doctest: +SKIP
 >>> report.save("out/reports")  # doctest: +SKIP
 """
@@ -36,7 +36,6 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
-from conchshell._validation import check_positive_int
 from conchshell.data.audio import fit_length
 from conchshell.io import atomic_write
 from conchshell.levels import SAMPLE_RATE, level_index, level_name
@@ -145,7 +144,7 @@ class Report:
     plot : callable or None
         ``plot(report) -> matplotlib Figure``; :meth:`save` writes it as PNG.
     meta : dict
-        Facts about the run (seconds taken, scale, dataset...).
+        Facts about the run (seconds taken, size, dataset...).
     """
 
     name: str
@@ -275,10 +274,10 @@ def _image_name(encoder: Any) -> str:
     return type(encoder).__name__
 
 
-def _measure_preset(name: str, scale: str, n_categories: int) -> list[dict[str, Any]]:
+def _measure_preset(name: str, size: str, n_categories: int) -> list[dict[str, Any]]:
     from conchshell import presets
 
-    model = presets.get(name, scale=scale)
+    model = presets.get(name, size)
     params = model.get_params(deep=False)
     level = level_index(params["level"])
     lname = level_name(level).capitalize()
@@ -315,7 +314,7 @@ def _measure_preset(name: str, scale: str, n_categories: int) -> list[dict[str, 
 
     paper_model = _PRESET_TO_PAPER.get(name)
     paper = PAPER_TABLE1.get(paper_model or "", {})
-    suffix = "" if scale == "paper" else f" ({scale})"
+    suffix = "" if size == "paper" else f" ({size})"
     parts = (
         ("discriminator", f"D-{lname}{suffix}", d),
         ("generator", f"G-{lname}{suffix}", g),
@@ -329,7 +328,7 @@ def _measure_preset(name: str, scale: str, n_categories: int) -> list[dict[str, 
             "paper_model": paper_model,
             "part": part,
             "module": module_name,
-            "scale": scale,
+            "size": size,
             "input": {
                 "discriminator": f"[1, 1, {emb_width * n_frames}]",
                 "generator": f"[1, {in_features}] + category",
@@ -343,19 +342,21 @@ def _measure_preset(name: str, scale: str, n_categories: int) -> list[dict[str, 
             "params_diff_pct": None,
             "macs_diff_pct": None,
         }
-        if scale == "paper" and paper_params is not None:
+        if size == "paper" and paper_params is not None:
             row["params_diff_pct"] = 100 * (prof.params / paper_params - 1)
             row["macs_diff_pct"] = 100 * (prof.macs / paper_macs - 1)
-        if scale == "paper" and paper_module == "G-Deep":
+        if size == "paper" and paper_module == "G-Deep":
             row["module"] += " [a]"
         rows.append(row)
     return rows
 
 
 def table1(
-    scale: str = "paper",
+    size: str = "paper",
     presets: Sequence[str] | None = None,
     n_categories: int = 6,
+    *,
+    scale: str | None = None,
 ) -> Report:
     """Parameters and MACs of every preset's D, G and image module (the paper's Table 1).
 
@@ -368,13 +369,16 @@ def table1(
 
     Parameters
     ----------
-    scale : {"paper", "cpu", "tiny"}, default="paper"
-        Component sizes of :mod:`conchshell.presets`. The paper's figures are
-        shown beside each, with the relative difference at ``"paper"`` scale.
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes of :mod:`conchshell.presets` (``"cpu"``, the earlier
+        name of ``"small"``, is accepted too). The paper's figures are shown
+        beside each, with the relative difference at ``"paper"`` size.
     presets : sequence of str, optional
         Preset names; default all of :data:`conchshell.presets.PRESETS`.
     n_categories : int, default=6
         Categories of the generator's embedding and the TCNN classifier.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
 
     Returns
     -------
@@ -385,20 +389,19 @@ def table1(
 
     Examples
     --------
-    >>> rows = table1(scale="paper", presets=["conchshell"]).rows  # doctest: +SKIP
+    >>> rows = table1("paper", presets=["conchshell"]).rows  # doctest: +SKIP
     >>> rows[0]["module"], rows[0]["params"], rows[0]["macs"]  # doctest: +SKIP
     ('D-Deep', 9212358, 43949956608)
     """
-    from conchshell.presets import PRESETS
+    from conchshell.presets import PRESETS, _resolve_size
 
-    if scale not in ("paper", "cpu", "tiny"):
-        raise ValueError(f"scale must be 'paper', 'cpu' or 'tiny', got {scale!r}")
+    size = _resolve_size(size, scale)
     names = list(PRESETS) if presets is None else list(presets)
     unknown = [n for n in names if n not in PRESETS]
     if unknown or not names:
         raise ValueError(f"unknown presets {unknown}; choose from {sorted(PRESETS)}")
     start = time.perf_counter()
-    rows = [row for name in names for row in _measure_preset(name, scale, n_categories)]
+    rows = [row for name in names for row in _measure_preset(name, size, n_categories)]
     seconds = time.perf_counter() - start
 
     display: list[tuple[str, str, Any]] = [
@@ -410,20 +413,20 @@ def table1(
         ("params", "params (ours) [c]", _si),
         ("paper_params", "params (paper)", _si),
     ]
-    if scale == "paper":
+    if size == "paper":
         display += [("macs_diff_pct", "ΔMACs", _pct), ("params_diff_pct", "Δparams", _pct)]
     preamble = [
-        f"Measured with `conchshell.profile` on untrained `{scale}`-scale components of "
+        f"Measured with `conchshell.profile` on untrained `{size}`-size components of "
         f"every preset, one sample each, in {seconds:.1f} s (modules built on the meta device).",
     ]
-    if scale != "paper":
+    if size != "paper":
         preamble.append(
-            f"The `{scale}` scale narrows the components to train on a CPU: the paper's "
+            f"The `{size}` size narrows the components to train on a CPU: the paper's "
             "figures are listed for reference, not as a target."
         )
     notes = (
         []
-        if scale != "paper"
+        if size != "paper"
         else [
             "[a] G-Deep is built as the authors' released code builds it (78,298,528 parameters, "
             "44.453 GMACs). The paper prints 100.420M / 59.197G, which no variant of that code "
@@ -444,18 +447,18 @@ def table1(
             "Table 1; its image module is VGG-16's convolutional part on one 224x224 image."
         )
     columns = [
-        "preset", "paper_model", "part", "module", "scale", "input", "params", "macs",
+        "preset", "paper_model", "part", "module", "size", "input", "params", "macs",
         "paper_module", "paper_params", "paper_macs", "params_diff_pct", "macs_diff_pct",
     ]  # fmt: skip
     return Report(
         name="table1",
-        title=f"Table 1: parameters and MACs ({scale} scale)",
+        title=f"Table 1: parameters and MACs ({size} size)",
         rows=rows,
         columns=columns,
         display=display,
         preamble=preamble,
         notes=notes,
-        meta={"scale": scale, "seconds": seconds},
+        meta={"size": size, "seconds": seconds},
     )
 
 
@@ -480,7 +483,7 @@ def paper_model_of(model: Any) -> str | None:
     Examples
     --------
     >>> from conchshell import presets
-    >>> paper_model_of(presets.baseline_2(scale="cpu"))
+    >>> paper_model_of(presets.baseline_2("small"))
     'Baseline-2'
     """
     level = level_name(getattr(model, "level_", model.get_params(deep=False)["level"]))
@@ -716,8 +719,8 @@ def table2(
     bad = [s for s in splits if s not in ("train", "val")]
     if bad or not splits:
         raise ValueError(f"splits must be 'train' and/or 'val', got {splits!r}")
-    if max_items is not None:
-        check_positive_int(max_items, "max_items")
+    if max_items is not None and (isinstance(max_items, bool) or int(max_items) < 1):
+        raise ValueError(f"max_items must be a positive int or None, got {max_items!r}")
     models = list(models)
     if not models:
         raise ValueError("no models given")

@@ -339,7 +339,7 @@ def _huge_header(tmp, _):
 
 def _jukebox_wrong_keys(tmp, _):
     torch.save({"model": {"foo": torch.zeros(1)}}, tmp / "vqvae.pth.tar")
-    return JukeboxCodec.tiny(weights=tmp / "vqvae.pth.tar").initialize()
+    return JukeboxCodec.sized("tiny", weights=tmp / "vqvae.pth.tar").initialize()
 
 
 def _jukebox_truncated(tmp, _):
@@ -545,7 +545,7 @@ CASES = [
         "cli-fit-bad-set",
         "cli",
         _cli_case(
-            lambda t, c: ["fit", "--scale", "tiny", "--data", t, "--out", t / "o", "--set", "x"]
+            lambda t, c: ["fit", "--size", "tiny", "--data", t, "--out", t / "o", "--set", "x"]
         ),
         2,
         r"--set takes key=value, got 'x'",
@@ -555,7 +555,7 @@ CASES = [
         "cli",
         _cli_case(
             lambda t, c: [
-                *("fit", "--scale", "tiny", "--data", t, "--out", t / "o"),
+                *("fit", "--size", "tiny", "--data", t, "--out", t / "o"),
                 *("--set", "generator__nonsense=1"),
             ]
         ),
@@ -565,7 +565,7 @@ CASES = [
     Bad(
         "cli-fit-missing-data",
         "cli",
-        _cli_case(lambda t, c: ["fit", "--scale", "tiny", "--data", t / "nope", "--out", t / "o"]),
+        _cli_case(lambda t, c: ["fit", "--size", "tiny", "--data", t / "nope", "--out", t / "o"]),
         2,
         r"nope",
     ),

@@ -35,7 +35,7 @@ def pairs_csv(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*no weights.*:UserWarning")
 def test_fit_predict_info(pairs_csv, tmp_path, capsys):
     model_dir = tmp_path / "model"
-    args = ["fit", "--preset", "baseline_1", "--scale", "tiny", "--data", str(pairs_csv)]
+    args = ["fit", "--preset", "baseline_1", "--size", "tiny", "--data", str(pairs_csv)]
     args += ["--out", str(model_dir), "--set", "max_steps=2", "--set", "loss__mel=20"]
     assert main(args) == 0
     assert "saved baseline_1 (tiny)" in capsys.readouterr().out

@@ -38,12 +38,12 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def paper() -> JukeboxCodec:
-    return JukeboxCodec.paper(device="cpu", random_state=0).initialize()
+    return JukeboxCodec.sized("paper", device="cpu", random_state=0).initialize()
 
 
 @pytest.fixture(scope="module")
 def tiny() -> JukeboxCodec:
-    return JukeboxCodec.tiny(device="cpu", random_state=0).initialize()
+    return JukeboxCodec.sized("tiny", device="cpu", random_state=0).initialize()
 
 
 def _tones(n: int, samples: int, seed: int = 0) -> torch.Tensor:
@@ -112,7 +112,7 @@ def test_dilations_grow_in_encoder_and_reverse_in_decoder(paper: JukeboxCodec) -
 
 
 def test_presets_are_plain_parameter_sets() -> None:
-    small = JukeboxCodec.small(random_state=3)
+    small = JukeboxCodec.sized("small", random_state=3)
     assert not hasattr(small, "module_")
     again = clone(small)
     assert again.get_params() == small.get_params()
@@ -128,8 +128,8 @@ def test_presets_are_plain_parameter_sets() -> None:
         (1, 64, 32),
         (1, 64, 8),
     ]
-    assert JukeboxCodec.paper().get_params() == JukeboxCodec().get_params()
-    assert JukeboxCodec.tiny(l_bins=8).l_bins == 8
+    assert JukeboxCodec.sized("paper").get_params() == JukeboxCodec().get_params()
+    assert JukeboxCodec.sized("tiny", l_bins=8).l_bins == 8
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_presets_are_plain_parameter_sets() -> None:
     ],
 )
 def test_sklearn_api(check) -> None:
-    check("JukeboxCodec", JukeboxCodec.small())
+    check("JukeboxCodec", JukeboxCodec.sized("small"))
 
 
 # ---------------------------------------------------------------- shapes
@@ -215,7 +215,7 @@ def test_decode_codes_equals_decode_of_quantized_latents(tiny: JukeboxCodec) -> 
 
 # ---------------------------------------------------------------- gradients
 def test_gradients_reach_latents_through_a_frozen_decoder() -> None:
-    codec = JukeboxCodec.tiny(random_state=0, frozen=True).initialize()
+    codec = JukeboxCodec.sized("tiny", random_state=0, frozen=True).initialize()
     assert not any(p.requires_grad for p in codec.module_.parameters())
     target = torch.randn(2, 512) * 0.1
     latents = (torch.randn(2, 16, 64) * 0.5).requires_grad_(True)
@@ -236,17 +236,17 @@ def test_straight_through_passes_gradient_unchanged(tiny: JukeboxCodec) -> None:
 
 
 def test_freeze_returns_self_and_stops_training() -> None:
-    codec = JukeboxCodec.tiny(random_state=0).initialize()
+    codec = JukeboxCodec.sized("tiny", random_state=0).initialize()
     assert codec.freeze() is codec
     assert codec.n_parameters(trainable_only=True) == 0
     with pytest.raises(ValueError, match="frozen=True"):
-        JukeboxCodec.tiny(frozen=True).fit(torch.randn(2, 2048))
+        JukeboxCodec.sized("tiny", frozen=True).fit(torch.randn(2, 2048))
 
 
 # ---------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained() -> JukeboxCodec:
-    return JukeboxCodec.tiny(random_state=0, max_steps=40).fit(_tones(8, 4096))
+    return JukeboxCodec.sized("tiny", random_state=0, max_steps=40).fit(_tones(8, 4096))
 
 
 def test_training_lowers_the_loss(trained: JukeboxCodec) -> None:
@@ -270,7 +270,7 @@ def test_training_keeps_the_codebooks_in_use(trained: JukeboxCodec) -> None:
 
 
 def test_training_is_deterministic_for_a_seed(trained: JukeboxCodec) -> None:
-    again = JukeboxCodec.tiny(random_state=0, max_steps=40).fit(_tones(8, 4096))
+    again = JukeboxCodec.sized("tiny", random_state=0, max_steps=40).fit(_tones(8, 4096))
     assert [r["loss"] for r in again.history_] == [r["loss"] for r in trained.history_]
     for (name, a), (_, b) in zip(
         trained.module_.state_dict().items(), again.module_.state_dict().items(), strict=True
@@ -286,24 +286,25 @@ def test_fit_accepts_a_dataset_of_items_and_respects_max_time() -> None:
         def __getitem__(self, i: int):
             return torch.zeros(3, 8, 8), _tones(1, 2048, seed=i)[0], i
 
-    codec = JukeboxCodec.tiny(random_state=1, max_steps=3).fit(Items())
+    codec = JukeboxCodec.sized("tiny", random_state=1, max_steps=3).fit(Items())
     assert codec.n_steps_ == 3
-    timed = JukeboxCodec.tiny(random_state=1, max_steps=10**6, max_time=0.5).fit(Items())
+    timed = JukeboxCodec.sized("tiny", random_state=1, max_steps=10**6, max_time=0.5).fit(Items())
     assert 1 <= timed.n_steps_ < 10**6
 
 
 def test_cosine_schedule_anneals_over_the_step_budget() -> None:
     audio = _tones(2, 2048, seed=0)
-    constant = JukeboxCodec.tiny(random_state=0, max_steps=4).fit(audio)
+    constant = JukeboxCodec.sized("tiny", random_state=0, max_steps=4).fit(audio)
     assert [r["lr"] for r in constant.history_] == [3e-3] * 4
-    cosine = JukeboxCodec.tiny(random_state=0, max_steps=4, lr_schedule="cosine").fit(audio)
+    cosine = JukeboxCodec.sized("tiny", random_state=0, max_steps=4, lr_schedule="cosine")
+    cosine.fit(audio)
     # 0.5 * lr * (1 + cos(pi * step / 4)) for steps 0..3
     expected = [3e-3, 3e-3 * (2 + 2**0.5) / 4, 1.5e-3, 3e-3 * (2 - 2**0.5) / 4]
     assert [r["lr"] for r in cosine.history_] == pytest.approx(expected, rel=1e-12)
 
 
 def test_cosine_schedule_follows_the_time_budget_when_it_binds() -> None:
-    codec = JukeboxCodec.tiny(max_steps=10**9, max_time=100.0, lr_schedule="cosine")
+    codec = JukeboxCodec.sized("tiny", max_steps=10**9, max_time=100.0, lr_schedule="cosine")
     assert codec._budget_spent(0, 0.0) == 0.0
     assert codec._budget_spent(10, 50.0) == 0.5
     assert codec._budget_spent(10, 150.0) == 1.5
@@ -321,8 +322,8 @@ def test_cosine_schedule_follows_the_time_budget_when_it_binds() -> None:
 
 def test_a_non_finite_step_is_skipped_and_recorded(monkeypatch, caplog) -> None:
     audio = _tones(2, 2048, seed=0)
-    clean = JukeboxCodec.tiny(random_state=0, max_steps=3, verbose=0).fit(audio)
-    codec = JukeboxCodec.tiny(random_state=0, max_steps=3, verbose=0)
+    clean = JukeboxCodec.sized("tiny", random_state=0, max_steps=3, verbose=0).fit(audio)
+    codec = JukeboxCodec.sized("tiny", random_state=0, max_steps=3, verbose=0)
     calls = []
 
     def faulty(target: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
@@ -359,7 +360,7 @@ def test_fit_reads_each_piece_of_a_library_dataset_once() -> None:
             return _tones(len(indices), 2048)
 
     data = Pieces()
-    codec = JukeboxCodec.tiny(random_state=0, max_steps=2).fit(data)
+    codec = JukeboxCodec.sized("tiny", random_state=0, max_steps=2).fit(data)
     assert data.requested == [0, 1] and codec.n_steps_ == 2
 
 
@@ -382,14 +383,14 @@ def test_save_and_load_round_trip(tmp_path, trained: JukeboxCodec) -> None:
         loaded.module_.bottleneck.level_blocks[0],
     )
     assert torch.equal(book.k_elem, again.k_elem) and torch.equal(book.k_sum, again.k_sum)
-    by_weights = JukeboxCodec.tiny(weights=path, random_state=9).initialize()
+    by_weights = JukeboxCodec.sized("tiny", weights=path, random_state=9).initialize()
     assert torch.equal(by_weights.encode(audio, 0), trained.encode(audio, 0))
     with pytest.raises(ValueError, match="safetensors"):
         trained.save(tmp_path / "codec.pt")
 
 
 def test_fit_writes_checkpoints(tmp_path) -> None:
-    codec = JukeboxCodec.tiny(random_state=0, max_steps=4, checkpoint_dir=tmp_path)
+    codec = JukeboxCodec.sized("tiny", random_state=0, max_steps=4, checkpoint_dir=tmp_path)
     codec.checkpoint_every = 2
     codec.fit(_tones(2, 2048))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codec-last.safetensors"]
@@ -433,8 +434,8 @@ def test_bad_codes_latents_and_levels(tiny: JukeboxCodec) -> None:
     with pytest.raises(ValueError, match="level"):
         tiny.transform(torch.zeros(1, 64), level="middle")
     with pytest.raises(ValueError, match="does not exist"):
-        JukeboxCodec.tiny(
-            levels=1, downs_t=(1,), strides_t=(2,), widths=(8,), depths=(1,)
+        JukeboxCodec.sized(
+            "tiny", levels=1, downs_t=(1,), strides_t=(2,), widths=(8,), depths=(1,)
         ).initialize().transform(torch.zeros(1, 64), level="high")
     with pytest.raises(ValueError, match="length"):
         tiny.decode(torch.zeros(1, 4, dtype=torch.long), length=100)
@@ -455,15 +456,15 @@ def test_bad_codes_latents_and_levels(tiny: JukeboxCodec) -> None:
 )
 def test_bad_parameters_fail_at_initialize(params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        JukeboxCodec.tiny(**params).initialize()
+        JukeboxCodec.sized("tiny", **params).initialize()
 
 
 def test_untrained_use_and_bad_fit_input() -> None:
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
-        JukeboxCodec.tiny().transform(torch.zeros(1, 64))
+        JukeboxCodec.sized("tiny").transform(torch.zeros(1, 64))
     with pytest.raises(ValueError, match="too short"):
-        JukeboxCodec.tiny(segment_length=64).fit(torch.zeros(2, 2048))
+        JukeboxCodec.sized("tiny", segment_length=64).fit(torch.zeros(2, 2048))
     with pytest.raises(TypeError, match="numeric"):
-        JukeboxCodec.tiny().fit([["a", "b"]])
+        JukeboxCodec.sized("tiny").fit([["a", "b"]])

@@ -21,7 +21,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def official(tmp_path_factory) -> tuple[str, JukeboxCodec]:
     """A paper-shaped codec saved as the released ``vqvae.pth.tar`` is laid out."""
-    source = JukeboxCodec.paper(device="cpu", random_state=11).initialize()
+    source = JukeboxCodec.sized("paper", device="cpu", random_state=11).initialize()
     state = {"module." + k: v.clone() for k, v in source.module_.state_dict().items()}
     path = tmp_path_factory.mktemp("jukebox") / "vqvae.pth.tar"
     torch.save({"model": state, "step": 12345, "hps": {"sr": 44100}}, path)
@@ -30,7 +30,7 @@ def official(tmp_path_factory) -> tuple[str, JukeboxCodec]:
 
 def test_official_structure_loads_and_reproduces_outputs(official) -> None:
     path, source = official
-    loaded = JukeboxCodec.paper(weights=path, device="cpu", random_state=99).initialize()
+    loaded = JukeboxCodec.sized("paper", weights=path, device="cpu", random_state=99).initialize()
     audio = torch.randn(2, 1024) * 0.2
     for level in ("deep", "low", "high"):
         latents = loaded.transform(audio, level=level)
@@ -48,24 +48,24 @@ def test_reader_strips_the_data_parallel_prefix(official) -> None:
 
 
 def test_a_bare_state_dict_is_accepted(tmp_path) -> None:
-    source = JukeboxCodec.tiny(random_state=0).initialize()
+    source = JukeboxCodec.sized("tiny", random_state=0).initialize()
     path = tmp_path / "bare.pt"
     torch.save(source.module_.state_dict(), path)
-    loaded = JukeboxCodec.tiny(weights=path, random_state=1).initialize()
+    loaded = JukeboxCodec.sized("tiny", weights=path, random_state=1).initialize()
     audio = torch.randn(1, 256)
     assert torch.equal(loaded.transform(audio, 2), source.transform(audio, 2))
 
 
 def test_frozen_load_keeps_decoding_differentiable(official) -> None:
     path, _ = official
-    codec = JukeboxCodec.paper(weights=path, frozen=True, device="cpu").initialize()
+    codec = JukeboxCodec.sized("paper", weights=path, frozen=True, device="cpu").initialize()
     latents = torch.randn(1, 64, 16, requires_grad=True)
     codec.decode(latents, "high").abs().mean().backward()
     assert latents.grad.abs().sum() > 0
 
 
 def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path) -> None:
-    state = JukeboxCodec.tiny(random_state=0).initialize().module_.state_dict()
+    state = JukeboxCodec.sized("tiny", random_state=0).initialize().module_.state_dict()
     state = {"module." + k: v for k, v in state.items()}
     del state["module.decoders.0.out.bias"]
     state["module.extra.weight"] = torch.zeros(1)
@@ -73,7 +73,7 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path) -> None:
     path = tmp_path / "bad.pth.tar"
     torch.save({"model": state}, path)
     with pytest.raises(ValueError) as info:
-        JukeboxCodec.tiny(weights=path).initialize()
+        JukeboxCodec.sized("tiny", weights=path).initialize()
     text = str(info.value)
     assert "bad.pth.tar" in text
     assert "1 missing keys: decoders.0.out.bias" in text
@@ -84,7 +84,7 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path) -> None:
 def test_paper_file_into_a_small_codec_names_the_shapes(official) -> None:
     path, _ = official
     with pytest.raises(ValueError, match="mismatched shapes"):
-        JukeboxCodec.small(weights=path, device="cpu").initialize()
+        JukeboxCodec.sized("small", weights=path, device="cpu").initialize()
 
 
 def test_non_dict_and_corrupt_files_are_refused(tmp_path) -> None:
@@ -119,7 +119,7 @@ def test_non_dict_and_corrupt_files_are_refused(tmp_path) -> None:
     bad_safetensors = tmp_path / "broken.safetensors"
     bad_safetensors.write_bytes(b"\x00" * 16)
     with pytest.raises(ValueError, match="safetensors"):
-        JukeboxCodec.tiny(weights=bad_safetensors).initialize()
+        JukeboxCodec.sized("tiny", weights=bad_safetensors).initialize()
 
 
 class _Payload:

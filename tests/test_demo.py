@@ -1,4 +1,4 @@
-"""The main job end to end at tiny scale: dataset, training, gallery, summary."""
+"""The main job end to end at the tiny size: dataset, training, gallery, summary."""
 
 import json
 
@@ -10,7 +10,7 @@ from conchshell.demo import run_demo
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
 def test_demo_writes_a_gallery(tmp_path, capsys):
-    index = run_demo(tmp_path / "data", tmp_path / "out", minutes=0.5, scale="tiny")
+    index = run_demo(tmp_path / "data", tmp_path / "out", minutes=0.5, size="tiny")
     gallery = tmp_path / "out" / "gallery"
     assert index == gallery / "index.html"
     page = index.read_text()

@@ -74,7 +74,7 @@ def _convs(module):
 
 
 def test_flattening_is_channel_major():
-    d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
     latents = torch.randn(2, 8, 16)
     flat = latents.reshape(2, 1, -1)  # channel 0's 16 steps, then channel 1's, ...
     for a, b in zip(d.transform(latents), d.transform(flat), strict=True):
@@ -85,7 +85,7 @@ def test_flattening_is_channel_major():
 
 
 def test_module_forward_has_gradients_and_transform_does_not():
-    d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
     latents = torch.randn(3, 8, 16, requires_grad=True)
     outs = d.module_(latents)
     assert len(outs) == 2 and all(len(scale) == 2 + 3 for scale in outs)
@@ -99,7 +99,7 @@ def test_module_forward_has_gradients_and_transform_does_not():
     ("preset", "params"), [("small", 103_134), ("tiny", 5_636)], ids=["small", "tiny"]
 )
 def test_small_presets(preset, params):
-    d = getattr(MultiScaleDiscriminator, preset)(device="cpu", random_state=0).initialize()
+    d = MultiScaleDiscriminator.sized(preset, device="cpu", random_state=0).initialize()
     assert count_parameters(d.module_) == params
     length = d.module_.min_length()
     outs = d.transform(torch.randn(2, 1, length))
@@ -107,11 +107,11 @@ def test_small_presets(preset, params):
     with pytest.raises(ValueError, match=f"at least {length}"):
         d.transform(torch.randn(2, 1, length - 1))
     # Presets are ordinary parameter sets: overridable, clonable.
-    assert getattr(MultiScaleDiscriminator, preset)(num_scales=1).num_scales == 1
+    assert MultiScaleDiscriminator.sized(preset, num_scales=1).num_scales == 1
 
 
 def test_small_preset_macs_as_documented():
-    module = MultiScaleDiscriminator.small(device="cpu").initialize().module_.to("meta")
+    module = MultiScaleDiscriminator.sized("small", device="cpu").initialize().module_.to("meta")
     gmacs = [
         profile(module, torch.zeros(1, 1, 64 * frames, device="meta")).macs / 1e9
         for frames in (1000, 4000, 16000)
@@ -142,7 +142,7 @@ def test_sklearn_api_checks():
 
 
 def test_clone_set_params_and_pickle():
-    d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
     twin = clone(d)
     assert not hasattr(twin, "module_") and twin.get_params() == d.get_params()
     assert twin.set_params(ndf=8).initialize().module_.scales[0].layers[0][1].out_channels == 8
@@ -162,20 +162,20 @@ def test_clone_set_params_and_pickle():
     ],
 )
 def test_bad_inputs_raise_value_errors(latents, message):
-    d = MultiScaleDiscriminator.tiny(device="cpu").initialize()
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu").initialize()
     with pytest.raises(ValueError, match=message):
         d.transform(latents)
 
 
 def test_bad_settings_and_state():
     with pytest.raises(NotFittedError):
-        MultiScaleDiscriminator.tiny(device="cpu").transform(np.zeros((1, 1, 64)))
+        MultiScaleDiscriminator.sized("tiny", device="cpu").transform(np.zeros((1, 1, 64)))
     with pytest.raises(ValueError, match="num_scales"):
         MultiScaleDiscriminator(num_scales=0, device="cpu").initialize()
     with pytest.raises(ValueError, match="max_channels"):
         MultiScaleDiscriminator(ndf=64, max_channels=32, device="cpu").initialize()
     with pytest.raises(ValueError, match="groups"):
         MultiScaleDiscriminator(ndf=8, max_channels=36, device="cpu").initialize()
-    module = MultiScaleDiscriminator.tiny(device="cpu").initialize().module_
+    module = MultiScaleDiscriminator.sized("tiny", device="cpu").initialize().module_
     with pytest.raises(ValueError, match="latents must have shape"):
         module(torch.zeros(2, 128))

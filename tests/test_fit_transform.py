@@ -126,7 +126,7 @@ def test_image_side_pipeline_uses_fit_transform():
 
 
 def test_codec_fit_transform_passes_level_to_transform():
-    codec = JukeboxCodec.tiny(max_steps=2, device="cpu", random_state=0)
+    codec = JukeboxCodec.sized("tiny", max_steps=2, device="cpu", random_state=0)
     t = torch.arange(2048) / 16000.0
     audio = torch.stack([torch.sin(2 * torch.pi * f * t) for f in (220.0, 330.0)]) * 0.5
     for level in ("deep", "high"):

@@ -23,7 +23,8 @@ def codec():
     t = torch.arange(4 * 2048) / 16000
     audio = 0.5 * torch.sin(2 * math.pi * 330 * t).reshape(4, 2048)
     audio = audio + 0.05 * torch.randn(audio.shape, generator=torch.Generator().manual_seed(0))
-    trained = JukeboxCodec.tiny(device="cpu", random_state=0, max_steps=3).fit(audio.numpy())
+    trained = JukeboxCodec.sized("tiny", device="cpu", random_state=0, max_steps=3)
+    trained.fit(audio.numpy())
     trained.freeze()
     # fit leaves its last gradients on the parameters; clear them so the tests
     # below can see that nothing new reaches the frozen codec.
@@ -86,7 +87,7 @@ def test_audio_loss_alone_reaches_the_generator(codec, data, level, term):
 @pytest.mark.parametrize("level", ["deep", "high"])
 def test_one_training_step_changes_both_networks(codec, data, level):
     g = generator_for(codec, level)
-    d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
     loss = ConchShellLoss(latent=5.0, code=8.0, **SMALL_MEL)  # every term on
     opt_g = torch.optim.AdamW(g.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.AdamW(d.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))

@@ -63,13 +63,13 @@ def test_jukebox_checkpoint_loader_refuses_a_pickle(tmp_path, marker):
     with pytest.raises(ValueError, match=r"vqvae\.pth\.tar.*refused for safety"):
         load_jukebox_checkpoint(path)
     with pytest.raises(ValueError, match="refused for safety"):
-        JukeboxCodec.tiny(weights=path).initialize()
+        JukeboxCodec.sized("tiny", weights=path).initialize()
 
 
 def test_jukebox_codec_refuses_a_pickle_named_safetensors(tmp_path, marker):
     path = _evil(tmp_path / "codec.safetensors", marker)
     with pytest.raises(ValueError, match=r"codec\.safetensors"):
-        JukeboxCodec.tiny(weights=path).initialize()
+        JukeboxCodec.sized("tiny", weights=path).initialize()
 
 
 def test_i3d_loader_refuses_a_pickle(tmp_path, marker):

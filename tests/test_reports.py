@@ -26,7 +26,7 @@ pytestmark = [
 # ------------------------------------------------------------------ Table 1
 @pytest.fixture(scope="module")
 def paper_table1():
-    return table1(scale="paper")
+    return table1("paper")
 
 
 def _row(report, preset, part):
@@ -76,19 +76,19 @@ def test_table1_markdown_and_csv(paper_table1, tmp_path):
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave nothing behind
 
 
-def test_table1_tiny_scale_and_errors():
-    report = table1(scale="tiny", presets=["conchshell", "baseline_1"])
+def test_table1_tiny_size_and_errors():
+    report = table1("tiny", presets=["conchshell", "baseline_1"])
     assert [r["module"] for r in report.rows] == [
         "D-Deep (tiny)", "G-Deep (tiny)", "TCNN-6 (tiny)",
         "D-High (tiny)", "G-High (tiny)", "TCNN-6 (tiny)",
     ]  # fmt: skip
-    # The tiny D is MultiScaleDiscriminator.tiny: 5,636 parameters whatever the level.
+    # The tiny D is MultiScaleDiscriminator.sized("tiny"): 5,636 parameters whatever the level.
     assert report.rows[0]["params"] == report.rows[3]["params"] == 5_636
     assert report.rows[0]["macs"] > report.rows[3]["macs"]  # Deep latents are longer
-    assert all(r["macs_diff_pct"] is None for r in report.rows)  # no diff off paper scale
+    assert all(r["macs_diff_pct"] is None for r in report.rows)  # no diff off the paper size
     assert "ΔMACs" not in report.to_markdown()
-    with pytest.raises(ValueError, match="scale"):
-        table1(scale="huge")
+    with pytest.raises(ValueError, match="size must be one of"):
+        table1("huge")
     with pytest.raises(ValueError, match="unknown presets"):
         table1(presets=["nope"])
 
@@ -112,7 +112,7 @@ def test_paper_tables_hold_the_printed_figures():
     ],
 )
 def test_paper_model_of_presets(preset, expected):
-    assert paper_model_of(presets.get(preset, scale="tiny")) == expected
+    assert paper_model_of(presets.get(preset, "tiny")) == expected
 
 
 def test_report_renders_missing_values_and_plain_rows():
@@ -163,7 +163,7 @@ def bop_and_models(tmp_path_factory):
     train = load_bop(root, "train")
     folders = []
     for name in ("conchshell", "baseline_1"):
-        model = presets.get(name, scale="tiny", random_state=0, verbose=0).fit(train)
+        model = presets.get(name, "tiny", random_state=0, verbose=0).fit(train)
         folders.append(model.save(tmp_path_factory.mktemp("models") / name))
     return root, folders
 
@@ -225,7 +225,7 @@ def test_table2_refuses_a_model_of_other_categories(bop_and_models):
 
 
 def test_cli_report_table1(tmp_path, capsys):
-    assert main(["report", "table1", "--scale", "tiny", "--out", str(tmp_path / "t1")]) == 0
+    assert main(["report", "table1", "--size", "tiny", "--out", str(tmp_path / "t1")]) == 0
     out = capsys.readouterr().out
     assert "# Table 1" in out and "D-Deep (tiny)" in out
     assert {p.name for p in (tmp_path / "t1").iterdir()} == {"table1.md", "table1.csv"}

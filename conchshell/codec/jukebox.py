@@ -76,8 +76,8 @@ from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell._spectral import multi_resolution_stft
-from conchshell._validation import check_positive_int, check_tensor
-from conchshell.base import TorchComponent
+from conchshell._validation import check_tensor
+from conchshell.base import TorchComponent, check_size
 from conchshell.codec.checkpoint import load_jukebox_checkpoint, load_state_dict_strict
 from conchshell.io import atomic_write
 from conchshell.levels import level_index
@@ -99,6 +99,33 @@ _REVIVAL_THRESHOLD = 1.0
 _FORMAT = "conchshell.JukeboxCodec"
 _EMA_KEYS = ("k_sum", "k_elem")
 LR_SCHEDULES = ("constant", "cosine")
+# Constructor parameters of each size (JukeboxCodec.sized); "paper" is the defaults.
+_SIZED: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {
+        "widths": (32, 16, 16),
+        "depths": (3, 2, 2),
+        "batch_size": 2,
+        "segment_length": 8192,
+        "lr": 2e-3,
+        "lr_schedule": "cosine",
+    },
+    "tiny": {
+        "downs_t": (1, 1, 1),
+        "emb_width": 16,
+        "l_bins": 32,
+        "widths": (8, 8, 8),
+        "depths": (2, 1, 1),
+        "n_ffts": (256, 128, 64),
+        "hops": (64, 32, 16),
+        "windows": (256, 128, 64),
+        "batch_size": 2,
+        "segment_length": 1024,
+        "max_steps": 20,
+        "lr": 3e-3,
+        "verbose": 0,
+    },
+}
 
 
 # --------------------------------------------------------------------------- modules
@@ -431,7 +458,7 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
 
     Examples
     --------
-    >>> codec = JukeboxCodec.tiny(random_state=0).initialize()
+    >>> codec = JukeboxCodec.sized("tiny", random_state=0).initialize()
     >>> audio = torch.randn(2, 1000)
     >>> codec.transform(audio, level="deep").shape[1:]
     torch.Size([16, 500])
@@ -503,98 +530,82 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
         self.device = device
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ presets
+    # ------------------------------------------------------------------ sizes
     @classmethod
-    def paper(cls, **overrides: Any) -> JukeboxCodec:
-        """The released Jukebox VQ-VAE's shape (3 levels, hops 8/32/128, 2048 codes).
+    def sized(cls, size: str, **overrides: Any) -> JukeboxCodec:
+        """A codec of one of the library's sizes (see :data:`conchshell.base.SIZES`).
+
+        - ``"paper"``: the released Jukebox VQ-VAE's shape (3 levels, hops
+          8/32/128, 2048 codes): the constructor's defaults, 1,485,763 parameters.
+        - ``"small"``: the paper's hops and latent width, narrower and
+          shallower (242,435 parameters). Latents keep the paper's shapes
+          ([64, 16000], [64, 4000], [64, 1000] for 8 s), so a generator sized
+          for the paper fits it. Most of the compute goes to the Deep level
+          (width 32, depth 3; the others width 16, depth 2), codebooks keep the
+          paper's 2048 codes (512 measured worse: Deep PESQ 2.51 against 2.87
+          after 15 minutes), and short crops (8192 samples, batch 2) give many
+          cheap steps: it trains on two CPU cores in minutes
+          (``bench/codec.py`` measures how far it gets in 15). The learning
+          rate anneals to zero over the budget (cosine): with a constant 2e-3
+          the Deep PESQ after 15 minutes was 2.87, with the schedule 3.008
+          (``docs/training.md`` gives the figures).
+        - ``"tiny"``: a minute model for tests: hops 2/4/8, 16-dim latents, 32 codes.
+
+        A size only picks values of ordinary constructor parameters, so
+        ``get_params`` shows them, and ``clone``, pickling and :meth:`save`
+        keep them.
 
         Parameters
         ----------
+        size : {"paper", "small", "tiny"}
+            Which size.
         **overrides
-            Any constructor parameter, e.g. ``weights="vqvae.pth.tar"``.
+            Constructor parameters that replace the size's, e.g.
+            ``weights="vqvae.pth.tar"``.
+
+        Returns
+        -------
+        JukeboxCodec
+            An unfitted codec.
+
+        Examples
+        --------
+        >>> JukeboxCodec.sized("small", random_state=0).widths
+        (32, 16, 16)
         """
-        return cls(**overrides)
+        return cls(**{**_SIZED[check_size(size)], **overrides})
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> JukeboxCodec:
+        """``JukeboxCodec.sized("paper", **overrides)``: an alias kept for earlier code."""
+        return cls.sized("paper", **overrides)
 
     @classmethod
     def small(cls, **overrides: Any) -> JukeboxCodec:
-        """A CPU preset: the paper's hops and latent width, narrower and shallower.
-
-        Latents keep the paper's shapes ([64, 16000], [64, 4000], [64, 1000]
-        for 8 s), so a generator sized for the paper fits it. Most of the
-        compute goes to the Deep level (width 32, depth 3; the others width
-        16, depth 2), codebooks keep the paper's 2048 codes (512 measured
-        worse: Deep PESQ 2.51 against 2.87 after 15 minutes), and short crops
-        (8192 samples, batch 2) give many cheap steps: it trains on two CPU
-        cores in minutes (``bench/codec.py`` measures how far it gets in 15).
-        The learning rate anneals to zero over the budget (cosine): with a
-        constant 2e-3 the Deep PESQ after 15 minutes was 2.87, with the
-        schedule 3.008 (``docs/training.md`` gives the figures).
-
-        Parameters
-        ----------
-        **overrides
-            Constructor parameters that replace the preset's.
-
-        Returns
-        -------
-        JukeboxCodec
-            An unfitted codec.
-        """
-        params: dict[str, Any] = {
-            "widths": (32, 16, 16),
-            "depths": (3, 2, 2),
-            "batch_size": 2,
-            "segment_length": 8192,
-            "lr": 2e-3,
-            "lr_schedule": "cosine",
-        }
-        params.update(overrides)
-        return cls(**params)
+        """``JukeboxCodec.sized("small", **overrides)``: an alias kept for earlier code."""
+        return cls.sized("small", **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> JukeboxCodec:
-        """A minute model for tests: hops 2/4/8, 16-dim latents, 32 codes.
-
-        Parameters
-        ----------
-        **overrides
-            Constructor parameters that replace the preset's.
-
-        Returns
-        -------
-        JukeboxCodec
-            An unfitted codec.
-        """
-        params: dict[str, Any] = {
-            "downs_t": (1, 1, 1),
-            "emb_width": 16,
-            "l_bins": 32,
-            "widths": (8, 8, 8),
-            "depths": (2, 1, 1),
-            "n_ffts": (256, 128, 64),
-            "hops": (64, 32, 16),
-            "windows": (256, 128, 64),
-            "batch_size": 2,
-            "segment_length": 1024,
-            "max_steps": 20,
-            "lr": 3e-3,
-            "verbose": 0,
-        }
-        params.update(overrides)
-        return cls(**params)
+        """``JukeboxCodec.sized("tiny", **overrides)``: an alias kept for earlier code."""
+        return cls.sized("tiny", **overrides)
 
     # ------------------------------------------------------------------ building
     def _validate_params(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
         for name in ("sample_rate", "levels", "emb_width", "l_bins", "batch_size"):
-            check_positive_int(getattr(self, name), name)
+            positive_int(name, getattr(self, name))
         for name in ("max_steps", "segment_length", "checkpoint_every", "dilation_growth_rate"):
-            check_positive_int(getattr(self, name), name)
+            positive_int(name, getattr(self, name))
         for name in ("downs_t", "strides_t", "widths", "depths"):
             value = getattr(self, name)
             if not isinstance(value, Sequence) or len(value) != self.levels:
                 raise ValueError(f"{name} needs one entry per level ({self.levels}), got {value!r}")
             for v in value:
-                check_positive_int(v, name)
+                positive_int(name, v)
         for name in ("n_ffts", "hops", "windows"):
             value = getattr(self, name)
             if not isinstance(value, Sequence) or len(value) != len(self.n_ffts) or not value:
@@ -602,7 +613,7 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
                     f"n_ffts, hops and windows must be equally long, got {name}={value!r}"
                 )
             for v in value:
-                check_positive_int(v, name)
+                positive_int(name, v)
         for n_fft, win in zip(self.n_ffts, self.windows, strict=True):
             if win > n_fft:
                 raise ValueError(f"each window must be <= its n_fft, got {win} > {n_fft}")
@@ -904,7 +915,8 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
             audio = torch.cat([self.module_.decoders[index](c) for c in z.split(self.batch_size)])
         audio = audio[:, 0]
         if length is not None:
-            check_positive_int(length, "length")
+            if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 1:
+                raise ValueError(f"length must be a positive int, got {length!r}")
             if length > audio.shape[-1]:
                 raise ValueError(f"length={length} exceeds the {audio.shape[-1]} decoded samples")
             audio = audio[:, :length]

@@ -10,6 +10,7 @@ generator can be trained by feature matching.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from conchshell._validation import check_positive_int, check_tensor
+from conchshell._validation import check_tensor
+from conchshell.base import check_size
 from conchshell.gan._layers import (
     CONV_INIT_STD,
     StateDictPickleMixin,
@@ -30,6 +32,19 @@ __all__ = ["MultiScaleDiscriminator", "MultiScaleDiscriminatorModule", "ScaleDis
 
 _SLOPE = 0.2
 _FIRST_PAD, _FIRST_KERNEL = 7, 16
+# Constructor parameters of each size (MultiScaleDiscriminator.sized); "paper" is the defaults.
+_SIZED: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {"ndf": 4, "n_layers": 3, "max_channels": 64, "init_std": None},
+    "tiny": {
+        "num_scales": 2,
+        "ndf": 4,
+        "n_layers": 2,
+        "downsampling_factor": 2,
+        "max_channels": 16,
+        "init_std": None,
+    },
+}
 
 
 def flatten_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -211,6 +226,12 @@ class MultiScaleDiscriminatorModule(nn.Module):
         return results
 
 
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class MultiScaleDiscriminator(StateDictPickleMixin):
     """Multi-scale discriminator on flattened latents (a scikit-learn style component).
 
@@ -236,7 +257,7 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
     init_std : float or None, default=0.02
         Convolution weights are drawn from N(0, ``init_std``) (the authors'
         value); ``None`` keeps torch's fan-in scaled default (the
-        :meth:`small` and :meth:`tiny` presets' choice).
+        ``"small"`` and ``"tiny"`` sizes' choice, see :meth:`sized`).
     device : {"auto", "cpu", "cuda"}, default="auto"
     random_state : int, RandomState or None, default=None
         Seeds the initial weights.
@@ -251,7 +272,7 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
     Examples
     --------
     >>> import torch
-    >>> d = MultiScaleDiscriminator.tiny(device="cpu", random_state=0).initialize()
+    >>> d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
     >>> outs = d.transform(torch.zeros(2, 8, 16))  # flattened to (2, 1, 128)
     >>> len(outs), [o[-1].shape[1] for o in outs]
     (2, [1, 1])
@@ -278,49 +299,56 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
         self.random_state = random_state
 
     @classmethod
-    def small(cls, **kwargs: Any) -> MultiScaleDiscriminator:
-        """A narrower discriminator for CPU training (3 scales, 103,134 parameters).
+    def sized(cls, size: str, **overrides: Any) -> MultiScaleDiscriminator:
+        """A discriminator of one of the library's sizes (see :data:`conchshell.base.SIZES`).
 
-        0.191 / 0.762 / 3.050 GMACs on the latents of 8 s at the High / Low /
-        Deep level (the paper's: 2.7335 / 10.9757 / 43.9501).
+        - ``"paper"``: the authors' (the constructor's defaults; 9,212,358 parameters).
+        - ``"small"``: narrower, for CPU training (3 scales, 103,134 parameters):
+          0.191 / 0.762 / 3.050 GMACs on the latents of 8 s at the High / Low /
+          Deep level (the paper's: 2.7335 / 10.9757 / 43.9501).
+        - ``"tiny"``: for tests (2 scales, 5,636 parameters, inputs >= 20 long).
 
-        Keyword arguments override the preset's parameters.
+        A size only picks values of ordinary constructor parameters, so
+        ``get_params`` shows them and ``clone`` and pickling keep them.
 
         Parameters
         ----------
-        **kwargs
-            Constructor parameters that replace the preset's.
+        size : {"paper", "small", "tiny"}
+            Which size.
+        **overrides
+            Constructor parameters that replace the size's.
 
         Returns
         -------
         MultiScaleDiscriminator
             An unfitted discriminator.
+
+        Examples
+        --------
+        >>> MultiScaleDiscriminator.sized("small", num_scales=2).get_params()["ndf"]
+        4
         """
-        params: dict[str, Any] = dict(ndf=4, n_layers=3, max_channels=64, init_std=None)
-        return cls(**{**params, **kwargs})
+        return cls(**{**_SIZED[check_size(size)], **overrides})
 
     @classmethod
-    def tiny(cls, **kwargs: Any) -> MultiScaleDiscriminator:
-        """A very small discriminator for tests (2 scales, 5,636 parameters, inputs >= 20 long).
+    def small(cls, **overrides: Any) -> MultiScaleDiscriminator:
+        """``sized("small", **overrides)``: an alias kept for earlier code."""
+        return cls.sized("small", **overrides)
 
-        Parameters
-        ----------
-        **kwargs
-            Constructor parameters that replace the preset's.
-
-        Returns
-        -------
-        MultiScaleDiscriminator
-            An unfitted discriminator.
-        """
-        params: dict[str, Any] = dict(
-            num_scales=2, ndf=4, n_layers=2, downsampling_factor=2, max_channels=16, init_std=None
+    @classmethod
+    def tiny(cls, **overrides: Any) -> MultiScaleDiscriminator:
+        """Deprecated: use ``sized("tiny", **overrides)``."""
+        warnings.warn(
+            "MultiScaleDiscriminator.tiny() is deprecated; use "
+            'MultiScaleDiscriminator.sized("tiny")',
+            FutureWarning,
+            stacklevel=2,
         )
-        return cls(**{**params, **kwargs})
+        return cls.sized("tiny", **overrides)
 
     def _build_module(self) -> nn.Module:
         sizes = {
-            name: check_positive_int(getattr(self, name), name)
+            name: _positive_int(getattr(self, name), name)
             for name in ("num_scales", "ndf", "n_layers", "downsampling_factor", "max_channels")
         }
         if sizes["max_channels"] < sizes["ndf"]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 
-from conchshell._validation import check_categories, check_positive_int, check_tensor
+from conchshell._validation import check_categories, check_tensor
+from conchshell.base import SIZES, check_size
 from conchshell.gan._layers import (
     CONV_INIT_STD,
     StateDictPickleMixin,
@@ -44,7 +46,6 @@ from conchshell.training import TrainingLog, guarded_step
 __all__ = ["Generator", "PooledGenerator", "ResidualBlock", "StridedGenerator"]
 
 OUTPUT_SCALE = 100.0
-SIZES = ("paper", "small", "tiny")
 _SLOPE = 0.2  # LeakyReLU slope used throughout (MelGAN's)
 
 
@@ -394,6 +395,12 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 _PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
 
 
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class Generator(TransformerMixin, StateDictPickleMixin):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
@@ -533,12 +540,40 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self.device = device
         self.random_state = random_state
 
+    @classmethod
+    def sized(cls, size: str, **overrides: Any) -> Generator:
+        """A generator of one of the library's sizes (see :data:`conchshell.base.SIZES`).
+
+        The same as ``Generator(size=size, **overrides)``: here the size is a
+        constructor parameter, because it picks a structure no other parameter
+        describes. This classmethod gives every sized component the same call
+        (``JukeboxCodec.sized``, ``MultiScaleDiscriminator.sized``).
+
+        Parameters
+        ----------
+        size : {"paper", "small", "tiny"}
+            Which structure (see the ``size`` parameter).
+        **overrides
+            Any other constructor parameter.
+
+        Returns
+        -------
+        Generator
+            An unfitted generator.
+
+        Examples
+        --------
+        >>> Generator.sized("small", level="high").get_params()["size"]
+        'small'
+        """
+        return cls(size=check_size(size), **overrides)
+
     def _build_module(self) -> nn.Module:
         self.level_ = level_index("deep" if self.level is None else self.level)
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         sizes = {
-            name: check_positive_int(_PAPER_SIZES[name] if value is None else value, name)
+            name: _positive_int(_PAPER_SIZES[name] if value is None else value, name)
             for name in ("in_features", "n_categories", "embed_dim", "emb_width")
             for value in [getattr(self, name)]
         }
@@ -548,7 +583,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self.n_frames_ = (
             CLIP_SAMPLES // PAPER_HOPS[self.level_]
             if self.n_frames is None
-            else check_positive_int(self.n_frames, "n_frames")
+            else _positive_int(self.n_frames, "n_frames")
         )
         std = resolve_init_std(self.init_std, CONV_INIT_STD if self.size == "paper" else None)
         spec = _SPECS[(level_name(self.level_), self.size)]
@@ -603,9 +638,9 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self
         """
         for name in ("max_epochs", "batch_size"):
-            check_positive_int(getattr(self, name), name)
+            _positive_int(getattr(self, name), name)
         if self.max_steps is not None:
-            check_positive_int(self.max_steps, "max_steps")
+            _positive_int(self.max_steps, "max_steps")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (self.warm_start and hasattr(self, "module_")):
@@ -676,7 +711,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         """
         self._check_initialized()
         x, c = self._check_inputs(features, categories)
-        batch_size = check_positive_int(self.batch_size, "batch_size")
+        batch_size = _positive_int(self.batch_size, "batch_size")
         module = self.module_
         was_training = module.training
         module.eval()
