@@ -46,6 +46,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.utils import parametrize
 
+from conchshell._validation import check_positive_int
+
 __all__ = [
     "PRECISIONS",
     "CastModule",
@@ -381,10 +383,8 @@ def set_threads(threads: int | None = None, interop: int | None = None) -> dict[
         The settings in force afterwards: ``{"threads": ..., "interop": ...}``.
     """
     for name, value in (("threads", threads), ("interop", interop)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"{name} must be an int or None, got {value!r}")
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value!r}")
+        if value is not None:
+            check_positive_int(value, name)
     if threads is not None:
         torch.set_num_threads(threads)
     if interop is not None and interop != torch.get_num_interop_threads():

@@ -36,6 +36,7 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from conchshell._validation import check_positive_int
 from conchshell.data.audio import fit_length
 from conchshell.io import atomic_write
 from conchshell.levels import SAMPLE_RATE, level_index, level_name
@@ -719,8 +720,8 @@ def table2(
     bad = [s for s in splits if s not in ("train", "val")]
     if bad or not splits:
         raise ValueError(f"splits must be 'train' and/or 'val', got {splits!r}")
-    if max_items is not None and (isinstance(max_items, bool) or int(max_items) < 1):
-        raise ValueError(f"max_items must be a positive int or None, got {max_items!r}")
+    if max_items is not None:
+        check_positive_int(max_items, "max_items")
     models = list(models)
     if not models:
         raise ValueError("no models given")

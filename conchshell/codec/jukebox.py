@@ -76,7 +76,7 @@ from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell._spectral import multi_resolution_stft
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 from conchshell.base import TorchComponent, check_size
 from conchshell.codec.checkpoint import load_jukebox_checkpoint, load_state_dict_strict
 from conchshell.io import atomic_write
@@ -592,20 +592,16 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
 
     # ------------------------------------------------------------------ building
     def _validate_params(self) -> None:
-        def positive_int(name: str, value: Any) -> None:
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-
         for name in ("sample_rate", "levels", "emb_width", "l_bins", "batch_size"):
-            positive_int(name, getattr(self, name))
+            check_positive_int(getattr(self, name), name)
         for name in ("max_steps", "segment_length", "checkpoint_every", "dilation_growth_rate"):
-            positive_int(name, getattr(self, name))
+            check_positive_int(getattr(self, name), name)
         for name in ("downs_t", "strides_t", "widths", "depths"):
             value = getattr(self, name)
             if not isinstance(value, Sequence) or len(value) != self.levels:
                 raise ValueError(f"{name} needs one entry per level ({self.levels}), got {value!r}")
             for v in value:
-                positive_int(name, v)
+                check_positive_int(v, name)
         for name in ("n_ffts", "hops", "windows"):
             value = getattr(self, name)
             if not isinstance(value, Sequence) or len(value) != len(self.n_ffts) or not value:
@@ -613,7 +609,7 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
                     f"n_ffts, hops and windows must be equally long, got {name}={value!r}"
                 )
             for v in value:
-                positive_int(name, v)
+                check_positive_int(v, name)
         for n_fft, win in zip(self.n_ffts, self.windows, strict=True):
             if win > n_fft:
                 raise ValueError(f"each window must be <= its n_fft, got {win} > {n_fft}")
@@ -915,8 +911,7 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
             audio = torch.cat([self.module_.decoders[index](c) for c in z.split(self.batch_size)])
         audio = audio[:, 0]
         if length is not None:
-            if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 1:
-                raise ValueError(f"length must be a positive int, got {length!r}")
+            check_positive_int(length, "length")
             if length > audio.shape[-1]:
                 raise ValueError(f"length={length} exceeds the {audio.shape[-1]} decoded samples")
             audio = audio[:, :length]

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from conchshell._validation import check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 from conchshell.base import check_size
 from conchshell.gan._layers import (
     CONV_INIT_STD,
@@ -226,12 +226,6 @@ class MultiScaleDiscriminatorModule(nn.Module):
         return results
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class MultiScaleDiscriminator(StateDictPickleMixin):
     """Multi-scale discriminator on flattened latents (a scikit-learn style component).
 
@@ -348,7 +342,7 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
 
     def _build_module(self) -> nn.Module:
         sizes = {
-            name: _positive_int(getattr(self, name), name)
+            name: check_positive_int(getattr(self, name), name)
             for name in ("num_scales", "ndf", "n_layers", "downsampling_factor", "max_channels")
         }
         if sizes["max_channels"] < sizes["ndf"]:

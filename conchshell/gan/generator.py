@@ -31,7 +31,7 @@ from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 
-from conchshell._validation import check_categories, check_tensor
+from conchshell._validation import check_categories, check_positive_int, check_tensor
 from conchshell.base import SIZES, check_size
 from conchshell.gan._layers import (
     CONV_INIT_STD,
@@ -395,12 +395,6 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 _PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class Generator(TransformerMixin, StateDictPickleMixin):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
@@ -573,7 +567,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         sizes = {
-            name: _positive_int(_PAPER_SIZES[name] if value is None else value, name)
+            name: check_positive_int(_PAPER_SIZES[name] if value is None else value, name)
             for name in ("in_features", "n_categories", "embed_dim", "emb_width")
             for value in [getattr(self, name)]
         }
@@ -583,7 +577,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self.n_frames_ = (
             CLIP_SAMPLES // PAPER_HOPS[self.level_]
             if self.n_frames is None
-            else _positive_int(self.n_frames, "n_frames")
+            else check_positive_int(self.n_frames, "n_frames")
         )
         std = resolve_init_std(self.init_std, CONV_INIT_STD if self.size == "paper" else None)
         spec = _SPECS[(level_name(self.level_), self.size)]
@@ -638,9 +632,9 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self
         """
         for name in ("max_epochs", "batch_size"):
-            _positive_int(getattr(self, name), name)
+            check_positive_int(getattr(self, name), name)
         if self.max_steps is not None:
-            _positive_int(self.max_steps, "max_steps")
+            check_positive_int(self.max_steps, "max_steps")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (self.warm_start and hasattr(self, "module_")):
@@ -711,7 +705,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         """
         self._check_initialized()
         x, c = self._check_inputs(features, categories)
-        batch_size = _positive_int(self.batch_size, "batch_size")
+        batch_size = check_positive_int(self.batch_size, "batch_size")
         module = self.module_
         was_training = module.training
         module.eval()
