@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = [
     "SIZES",
     "TorchComponent",
     "check_size",
+    "load_state_dict_strictly",
     "resolve_device",
     "seed_from_random_state",
     "seeded",
@@ -129,6 +130,57 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def load_state_dict_strictly(
+    module: torch.nn.Module, state_dict: Mapping[str, Any], *, source: str
+) -> None:
+    """Load ``state_dict`` into ``module`` strictly, with a readable error.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Receives the weights.
+    state_dict : mapping of str to torch.Tensor
+        The weights.
+    source : str
+        Where they came from (a file name), for the error message.
+
+    Raises
+    ------
+    ValueError
+        Listing the missing keys, the unexpected keys and the keys whose
+        shapes differ, when the state dict does not fit the module exactly.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{source} does not hold a state dict, got {type(state_dict).__name__}")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = sorted(
+        f"{key}: file {_shape_or_type(value)} vs model {tuple(expected[key].shape)}"
+        for key, value in state_dict.items()
+        if key in expected
+        and (not isinstance(value, torch.Tensor) or value.shape != expected[key].shape)
+    )
+    if missing or unexpected or wrong:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        parts = [f"{source} does not match the model:"]
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatches: {show(wrong)}")
+        raise ValueError("\n  ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _shape_or_type(value: object) -> object:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 class TorchComponent(BaseEstimator):

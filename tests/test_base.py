@@ -7,7 +7,13 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from conchshell.base import TorchComponent, resolve_device, seed_from_random_state, seeded
+from conchshell.base import (
+    TorchComponent,
+    load_state_dict_strictly,
+    resolve_device,
+    seed_from_random_state,
+    seeded,
+)
 
 
 class Linear(TorchComponent):
@@ -76,3 +82,19 @@ def test_pickle_roundtrip_keeps_weights():
     back = pickle.loads(pickle.dumps(comp))
     assert torch.equal(back.module_.weight, comp.module_.weight)
     assert back.device_ == torch.device("cpu")
+
+
+def test_load_state_dict_strictly_names_every_misfit():
+    module = torch.nn.Linear(3, 2)
+    state = {k: v.clone() + 1 for k, v in module.state_dict().items()}
+    load_state_dict_strictly(module, state, source="w.pt")
+    assert torch.equal(module.weight, state["weight"])
+    bad = {"weight": torch.zeros(2, 4), "bias": [0.0, 0.0], "extra": torch.zeros(1)}
+    with pytest.raises(ValueError, match=r"w\.pt does not match the model") as info:
+        load_state_dict_strictly(module, bad, source="w.pt")
+    message = str(info.value)
+    assert "unexpected keys: extra" in message
+    assert "bias: file list vs model (2,)" in message
+    assert "weight: file (2, 4) vs model (2, 3)" in message
+    with pytest.raises(ValueError, match="does not hold a state dict, got list"):
+        load_state_dict_strictly(module, [], source="w.pt")

@@ -77,9 +77,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +88,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from conchshell._validation import check_categories, check_positive_int, check_tensor
-from conchshell.base import TorchComponent, seeded
+from conchshell.base import TorchComponent, load_state_dict_strictly, seeded
 from conchshell.training import (
     EarlyStopping,
     TrainingLog,
@@ -179,53 +178,6 @@ def check_images(images: object, *, name: str = "images", size: int | None = Non
         )
     shape = (None, 3, size, size) if size is not None else (None, 3, None, None)
     return check_tensor(images, name=name, ndim=4, shape=shape)
-
-
-def load_state_dict_strictly(
-    module: nn.Module, state_dict: Mapping[str, Any], *, source: str
-) -> None:
-    """Load ``state_dict`` into ``module`` strictly, with a readable error.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        Receives the weights.
-    state_dict : mapping of str to torch.Tensor
-        The weights.
-    source : str
-        Where they came from (a file name), for the error message.
-
-    Raises
-    ------
-    ValueError
-        Listing the missing keys, the unexpected keys and the keys whose
-        shapes differ, when the state dict does not fit the module exactly.
-    """
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"{source} does not hold a state dict, got {type(state_dict).__name__}")
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = sorted(
-        f"{key}: file {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
-        for key, value in state_dict.items()
-        if key in expected
-        and (not isinstance(value, torch.Tensor) or value.shape != expected[key].shape)
-    )
-    if missing or unexpected or wrong:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
-
-        parts = [f"{source} does not match the model:"]
-        if missing:
-            parts.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
-        if wrong:
-            parts.append(f"shape mismatches: {show(wrong)}")
-        raise ValueError("\n  ".join(parts))
-    module.load_state_dict(state_dict, strict=True)
 
 
 class TCNNModule(nn.Module):

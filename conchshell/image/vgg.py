@@ -19,8 +19,8 @@ from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell._validation import check_positive_int
-from conchshell.base import TorchComponent
-from conchshell.image.tcnn import check_images, load_state_dict_strictly
+from conchshell.base import TorchComponent, load_state_dict_strictly
+from conchshell.image.tcnn import check_images
 
 __all__ = ["ARCHS", "VGGEncoder", "VGGFeatures"]
 

@@ -20,8 +20,7 @@ from sklearn.base import TransformerMixin
 from torch import nn
 
 from conchshell._validation import check_positive_int, check_tensor
-from conchshell.base import TorchComponent
-from conchshell.image.tcnn import load_state_dict_strictly
+from conchshell.base import TorchComponent, load_state_dict_strictly
 
 __all__ = ["I3DBackbone", "I3DExtractor"]
 
