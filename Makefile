@@ -23,9 +23,12 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e ".[dev,data]"
+	$(BIN)/python -m pip install -q -e ".[dev,data,transcription]"
 	# tinysoundfont's own dependency list pulls PortAudio bindings we never use.
 	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3"
+	# basic-pitch's wheel asks for TensorFlow on Linux (Python 3.11); we only run its ONNX
+	# model, whose imports the [transcription] extra installs.
+	$(BIN)/python -m pip install -q --no-deps "basic-pitch==0.4.0"
 	touch $(STAMP)
 
 data: setup

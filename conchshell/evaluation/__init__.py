@@ -13,6 +13,9 @@ notice what matters in piano, so these sit beside them:
 - :class:`RelevanceClassifier`, :func:`relevance_accuracy`,
   :func:`paired_retrieval`: does the clip sound like its image's category, and
   like its own reference more than the others?
+- :func:`transcribe`, :func:`music_measure`, :func:`music_fraction`: notes
+  from Basic Pitch's ONNX model, and whether a clip is piano music at all
+  (note coverage, onsets per second, spectral flatness).
 
 Each metric is a plain function ``metric(y_true, y_pred, ...)`` on mono 16 kHz
 numpy or torch audio, and a scikit-learn scorer through
@@ -50,6 +53,7 @@ from conchshell.evaluation.relevance import (
 )
 from conchshell.evaluation.scorers import METRICS, evaluate_audio, make_audio_scorer
 from conchshell.evaluation.stft import multi_resolution_stft_distance
+from conchshell.evaluation.transcription import music_fraction, music_measure, transcribe
 from conchshell.evaluation.visqol import visqol_available, visqol_music
 
 __all__ = [
@@ -69,10 +73,13 @@ __all__ = [
     "evaluate_audio",
     "make_audio_scorer",
     "multi_resolution_stft_distance",
+    "music_fraction",
+    "music_measure",
     "onset_times",
     "paired_retrieval",
     "real_clips",
     "relevance_accuracy",
+    "transcribe",
     "visqol_available",
     "visqol_music",
 ]
