@@ -577,17 +577,47 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
 
     @classmethod
     def paper(cls, **overrides: Any) -> JukeboxCodec:
-        """``JukeboxCodec.sized("paper", **overrides)``: an alias kept for earlier code."""
+        """``JukeboxCodec.sized("paper", **overrides)``: an alias kept for earlier code.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the size's.
+
+        Returns
+        -------
+        JukeboxCodec
+        """
         return cls.sized("paper", **overrides)
 
     @classmethod
     def small(cls, **overrides: Any) -> JukeboxCodec:
-        """``JukeboxCodec.sized("small", **overrides)``: an alias kept for earlier code."""
+        """``JukeboxCodec.sized("small", **overrides)``: an alias kept for earlier code.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the size's.
+
+        Returns
+        -------
+        JukeboxCodec
+        """
         return cls.sized("small", **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> JukeboxCodec:
-        """``JukeboxCodec.sized("tiny", **overrides)``: an alias kept for earlier code."""
+        """``JukeboxCodec.sized("tiny", **overrides)``: an alias kept for earlier code.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the size's.
+
+        Returns
+        -------
+        JukeboxCodec
+        """
         return cls.sized("tiny", **overrides)
 
     # ------------------------------------------------------------------ building

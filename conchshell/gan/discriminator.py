@@ -326,12 +326,32 @@ class MultiScaleDiscriminator(StateDictPickleMixin):
 
     @classmethod
     def small(cls, **overrides: Any) -> MultiScaleDiscriminator:
-        """``sized("small", **overrides)``: an alias kept for earlier code."""
+        """``sized("small", **overrides)``: an alias kept for earlier code.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the size's.
+
+        Returns
+        -------
+        MultiScaleDiscriminator
+        """
         return cls.sized("small", **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> MultiScaleDiscriminator:
-        """Deprecated: use ``sized("tiny", **overrides)``."""
+        """Deprecated (FutureWarning): use ``sized("tiny", **overrides)``.
+
+        Parameters
+        ----------
+        **overrides
+            Constructor parameters that replace the size's.
+
+        Returns
+        -------
+        MultiScaleDiscriminator
+        """
         warnings.warn(
             "MultiScaleDiscriminator.tiny() is deprecated; use "
             'MultiScaleDiscriminator.sized("tiny")',
