@@ -527,7 +527,7 @@ CASES = [
         "checkpoint",
         _resume_other_generator,
         ValueError,
-        r"step-000000001\.safetensors does not fit this model.*size mismatch",
+        r"stages\.safetensors belongs to another run \(its parameters differ",
         ("ckpt",),
     ),
     Bad(
@@ -535,7 +535,7 @@ CASES = [
         "checkpoint",
         _resume_other_encoder,
         ValueError,
-        r"stages\.safetensors does not fit this model.*Missing key",
+        r"stages\.safetensors belongs to another run \(its parameters differ",
         ("ckpt",),
     ),
     # command line: exit status 2, one line, no traceback

@@ -96,7 +96,7 @@ def test_load_refuses_foreign_classes(fitted, tmp_path):
     meta = json.loads((folder / "params.json").read_text())
     meta["estimator"]["class"] = "os.system"
     (folder / "params.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="only conchshell classes are loaded"):
+    with pytest.raises(ValueError, match="not a conchshell component class"):
         ImageToMusic.load(folder)
     with pytest.raises(FileNotFoundError, match="holds no conchshell model"):
         ImageToMusic.load(tmp_path / "nothing")
@@ -144,11 +144,20 @@ def test_fitted_model_asked_for_another_level(fitted, toy):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"lr_g": -1.0}, "lr_g must be a positive number"),
+        (
+            {"batch_size": 0},
+            r"'batch_size' parameter of ImageToMusic must be an int in the range \[1, inf\)\. Got 0",
+        ),
+        (
+            {"lr_g": -1.0},
+            r"'lr_g' parameter of ImageToMusic must be a float in the range \(0\.0, inf\)",
+        ),
         ({"betas": (0.5,)}, "betas must be two numbers"),
-        ({"level": "middle"}, "level must be one of"),
-        ({"duration": 0}, "duration must be in"),
+        ({"level": "middle"}, "'level' parameter of ImageToMusic must be a str among"),
+        (
+            {"duration": 0},
+            r"'duration' parameter of ImageToMusic must be a float in the range \(0\.0, 60\.0\]",
+        ),
         ({"encoder": torch.nn.Linear(2, 2)}, "encoder must be a conchshell component"),
     ],
 )
@@ -216,7 +225,7 @@ def test_bfloat16_precision_stays_close_to_float32(fitted, toy):
 
 def test_warm_start_regresses_the_generator_first(toy):
     model = tiny(warm_start_steps=3, max_steps=1).fit(toy)
-    assert model.generator_.history_ and model.generator_.history_[-1]["steps"] == 3
+    assert model.generator_.history_ and model.generator_.history_[-1]["step"] == 3
 
 
 def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
@@ -228,7 +237,7 @@ def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
 def test_image_groups_keep_augmented_copies_together(tmp_path):
     from types import SimpleNamespace
 
-    from conchshell.estimator import _image_groups
+    from conchshell.data.dataset import photo_groups as _image_groups
 
     names = ("a.jpg", "a-1.jpg", "a-5.jpg", "b.jpg")
     dataset = SimpleNamespace(image_paths=[tmp_path / "coast-1" / n for n in names])
@@ -255,3 +264,50 @@ def test_predict_runs_the_encoder_once_per_image(fitted, toy):
         np.testing.assert_array_equal(clips, fitted.predict(images, categories=chosen))
     finally:
         del module.forward_features
+
+
+def test_a_frozen_fitted_component_is_used_as_it_is(toy, tmp_path, monkeypatch):
+    from sklearn.frozen import FrozenEstimator
+
+    from conchshell.image.tcnn import TCNNEncoder
+
+    encoder = tiny().encoder.fit(toy.stack_images(), toy.category_ids)
+    weights = {k: v.clone() for k, v in encoder.module_.state_dict().items()}
+    history = [dict(h) for h in encoder.history_]
+    fits = []
+    original_fit = TCNNEncoder.fit
+    monkeypatch.setattr(
+        TCNNEncoder, "fit", lambda self, *a, **k: fits.append(self) or original_fit(self, *a, **k)
+    )
+    frozen = FrozenEstimator(encoder)
+    models = [tiny(encoder=frozen).fit(toy), clone(tiny(encoder=frozen)).fit(toy)]
+    assert fits == []  # the image stage never ran
+    for model in models:
+        assert model.encoder_ is encoder
+        assert model.get_params()["encoder"] is frozen  # clone keeps the frozen instance
+    state = encoder.module_.state_dict()
+    assert all(torch.equal(weights[k], state[k]) for k in weights)
+    assert encoder.history_ == history
+    # An unfrozen encoder is cloned and trained, as scikit-learn meta-estimators do.
+    assert tiny(encoder=encoder).fit(toy).encoder_ is not encoder
+    assert len(fits) == 1
+    # Saved and loaded, the model keeps it frozen.
+    loaded = ImageToMusic.load(models[0].save(tmp_path / "frozen"))
+    assert isinstance(loaded.get_params()["encoder"], FrozenEstimator)
+    images = toy.stack_images()[:2]
+    np.testing.assert_allclose(loaded.predict(images), models[0].predict(images), atol=1e-5)
+
+
+def test_an_unfitted_frozen_component_is_refused(toy):
+    from sklearn.frozen import FrozenEstimator
+
+    with pytest.raises(ValueError, match="encoder is wrapped in FrozenEstimator but is not fitted"):
+        tiny(encoder=FrozenEstimator(tiny().encoder)).fit(toy)
+
+
+def test_generator_sizes_are_fitted_attributes_not_parameters(fitted):
+    # The sizes the data implied are learned (in_features_, ...); the parameters stay unset.
+    params = fitted.generator_.get_params()
+    assert params["in_features"] is None and params["n_categories"] is None
+    assert fitted.generator_.n_categories_ == 6
+    assert fitted.generator_.in_features_ == fitted.extractor_.n_features_out_

@@ -9,6 +9,8 @@ from conchshell.codec.jukebox import JukeboxCodec
 from conchshell.gan.discriminator import MultiScaleDiscriminator
 from conchshell.gan.generator import Generator
 from conchshell.gan.losses import LOSS_TERMS, ConchShellLoss
+from conchshell.gan.training import gan_step
+from conchshell.levels import level_index as codec_level
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
@@ -85,53 +87,82 @@ def test_audio_loss_alone_reaches_the_generator(codec, data, level, term):
 
 
 @pytest.mark.parametrize("level", ["deep", "high"])
-def test_one_training_step_changes_both_networks(codec, data, level):
+def test_gan_step_changes_both_networks(codec, data, level):
+    # The estimator's own step (conchshell.gan.training.gan_step), every loss term on.
     g = generator_for(codec, level)
     d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
-    loss = ConchShellLoss(latent=5.0, code=8.0, **SMALL_MEL)  # every term on
+    loss = ConchShellLoss(latent=5.0, code=8.0, **SMALL_MEL)
     opt_g = torch.optim.AdamW(g.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.AdamW(d.module_.parameters(), lr=1e-3, betas=(0.5, 0.999))
     g_before = [p.detach().clone() for p in g.module_.parameters()]
     d_before = [p.detach().clone() for p in d.module_.parameters()]
     codec_before = [p.detach().clone() for p in codec.module_.parameters()]
+    at_d_step: dict[str, list] = {}
+    d_step = opt_d.step
 
-    real = codec.transform(data["audio"], level=level)
-    fake = g.module_(data["features"], data["categories"])
-    assert real.shape == fake.shape
+    def watched_d_step(*args, **kwargs):
+        # The discriminator's update sees detached fakes: no gradient in the generator yet.
+        at_d_step["g_grads"] = [p.grad for p in g.module_.parameters()]
+        out = d_step(*args, **kwargs)
+        at_d_step["d_after"] = [p.detach().clone() for p in d.module_.parameters()]
+        return out
 
-    # Discriminator step on detached fakes: the generator is untouched.
-    d_terms = loss.discriminator(d.module_(real), d.module_(fake.detach()))
-    opt_d.zero_grad()
-    d_terms["total"].backward()
-    assert all(p.grad is None for p in g.module_.parameters())
-    opt_d.step()
-    d_after = [p.detach().clone() for p in d.module_.parameters()]
-
-    # Generator step: every term, the audio ones through the decoder.
-    with torch.no_grad():
-        real_outputs = d.module_(real)
-        quantized_target, _ = codec.quantize(real, level=level)
-    g_terms = loss.generator(
-        fake_outputs=d.module_(fake),
-        real_outputs=real_outputs,
-        fake_audio=decoded(codec, fake, level),
-        real_audio=data["audio"],
-        pred_latents=fake,
-        target_latents=real,
-        quantized_target=quantized_target,
+    opt_d.step = watched_d_step
+    record = gan_step(
+        g.module_,
+        d.module_,
+        opt_g,
+        opt_d,
+        codec,
+        loss,
+        data["features"],
+        data["categories"],
+        data["audio"],
+        codec_level(level),
     )
-    opt_g.zero_grad()
-    g_terms["total"].backward()
-    opt_g.step()
 
-    for terms in (d_terms, g_terms):
-        assert all(math.isfinite(float(v)) for v in terms.values())
-    assert all(float(g_terms[name]) != 0.0 for name in LOSS_TERMS)
+    assert not any(key.startswith("skipped") for key in record)
+    assert all(math.isfinite(v) for v in record.values())
+    assert all(record[f"g_{name}"] != 0.0 for name in LOSS_TERMS)
+    assert {"d_total", "g_total"} <= set(record)
+    assert all(grad is None for grad in at_d_step["g_grads"])
     changed = lambda before, module: [  # noqa: E731
         not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True)
     ]
     assert all(changed(g_before, g.module_))
     assert all(changed(d_before, d.module_))
-    # Only opt_g stepped in the generator step: D kept its post-D-step weights.
-    assert not any(changed(d_after, d.module_))
+    # Only opt_g stepped in the generator's half: D kept its post-D-step weights.
+    assert not any(changed(at_d_step["d_after"], d.module_))
     assert not any(changed(codec_before, codec.module_))
+    # The generator's backward left no gradient behind in D.
+    assert all(p.grad is None for p in d.module_.parameters())
+
+
+def test_gan_step_skips_and_records_a_non_finite_generator_loss(codec, data):
+    g = generator_for(codec, "high")
+    d = MultiScaleDiscriminator.sized("tiny", device="cpu", random_state=0).initialize()
+
+    class Poisoned(ConchShellLoss):
+        def generator(self, **kwargs):
+            terms = super().generator(**kwargs)
+            terms["total"] = terms["total"] * float("nan")
+            return terms
+
+    opt_g = torch.optim.AdamW(g.module_.parameters(), lr=1e-3)
+    opt_d = torch.optim.AdamW(d.module_.parameters(), lr=1e-3)
+    g_before = [p.detach().clone() for p in g.module_.parameters()]
+    record = gan_step(
+        g.module_,
+        d.module_,
+        opt_g,
+        opt_d,
+        codec,
+        Poisoned(**SMALL_MEL),
+        data["features"],
+        data["categories"],
+        data["audio"],
+        codec_level("high"),
+    )
+    assert record["skipped_g"] == "non-finite loss"
+    assert "skipped_d" not in record
+    assert all(torch.equal(b, p) for b, p in zip(g_before, g.module_.parameters(), strict=True))

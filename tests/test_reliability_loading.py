@@ -112,7 +112,7 @@ def test_model_folder_naming_a_foreign_class_is_refused(saved_model, tmp_path, m
     tampered = params.replace('"conchshell.estimator.ImageToMusic"', '"os.system"', 1)
     assert tampered != params
     (folder / "params.json").write_text(tampered)
-    with pytest.raises(ValueError, match="only conchshell classes are loaded"):
+    with pytest.raises(ValueError, match="not a conchshell component class"):
         ImageToMusic.load(folder)
 
 

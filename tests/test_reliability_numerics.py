@@ -86,7 +86,7 @@ def test_a_faulty_step_is_skipped_logged_and_training_goes_on(
     assert all(other not in h for h in model.history_)
     assert _finite(model)
     # Step 1 is identical to the clean run; the skipped update changes what follows.
-    assert model.history_[0] == {**clean.history_[0], "time": model.history_[0]["time"]}
+    assert model.history_[0] == {**clean.history_[0], "seconds": model.history_[0]["seconds"]}
     if key == "skipped_g":
         # The generator did not move at step 2: step 3's D loss sees the step-1 generator.
         assert model.history_[2]["d_total"] != clean.history_[2]["d_total"]
@@ -110,16 +110,19 @@ def _record_batches(monkeypatch, dataset, poison_audio_call: int | None = None) 
 
 
 def test_a_nan_feature_skips_the_steps_whose_batch_holds_it(toy, monkeypatch):
-    from conchshell.estimator import ImageToMusic
+    from conchshell.video.i3d import I3DExtractor
 
-    original = ImageToMusic._cached_features
+    original = I3DExtractor.transform
+    seen = [0]  # items the extractor has seen so far
 
-    def poisoned(self, dataset, images):
-        features = original(self, dataset, images).clone()
-        features[3, 0] = float("nan")  # as if the extractor overflowed on item 3
+    def poisoned(self, video):
+        features = torch.as_tensor(original(self, video)).clone()
+        first, seen[0] = seen[0], seen[0] + len(features)
+        if first <= 3 < seen[0]:
+            features[3 - first, 0] = float("nan")  # as if the extractor overflowed on item 3
         return features
 
-    monkeypatch.setattr(ImageToMusic, "_cached_features", poisoned)
+    monkeypatch.setattr(I3DExtractor, "transform", poisoned)
     batches = _record_batches(monkeypatch, toy)
     model = tiny(max_steps=6).fit(toy)
     faulty = [3 in batch for batch in batches]
@@ -188,7 +191,10 @@ def test_max_bad_steps_zero_only_skips(toy, monkeypatch):
 
 @pytest.mark.parametrize("value", [-1, 1.5, "3", True])
 def test_bad_max_bad_steps_is_named(toy, value):
-    with pytest.raises(ValueError, match="max_bad_steps must be a non-negative integer"):
+    with pytest.raises(
+        ValueError,
+        match=r"'max_bad_steps' parameter of ImageToMusic must be an int in the range \[0, inf\)",
+    ):
         tiny(max_bad_steps=value).fit(toy)
 
 

@@ -33,6 +33,7 @@ to the encoder's own training.
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ from conchshell.data.audio import crop_or_pad, decode_audio
 from conchshell.data.images import IMAGE_SIZE, load_image, to_image_batch
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
 
-__all__ = ["MusicImageDataset", "PairDataset", "TensorPairDataset"]
+__all__ = ["MusicImageDataset", "PairDataset", "TensorPairDataset", "photo_groups"]
 
 
 def _seed_from(random_state: object) -> int:
@@ -730,3 +731,19 @@ class TensorPairDataset(PairDataset):
             duration=self.duration,
             name=self.name,
         )
+
+
+def photo_groups(dataset: Any) -> np.ndarray | None:
+    """One group label per original photo, or None when items have no image paths.
+
+    BOP's augmented copies of a photo end in -1 .. -5 and share its group.
+
+    Keeping a photo and its copies on one side of the encoder's early-stopping
+    split stops the validation score from measuring memory.
+    """
+    paths = getattr(dataset, "image_paths", None)
+    if not paths or any(p is None for p in paths):
+        return None
+    return np.array(
+        [f"{Path(p).parent.name}/{re.sub(r'-[1-5]$', '', Path(p).stem)}" for p in paths]
+    )

@@ -427,16 +427,18 @@ class Generator(TransformerMixin, StateDictPickleMixin):
     level : {"deep", "low", "high"}, {0, 1, 2} or None, default="deep"
         Jukebox level the latents belong to (``None``: the paper's Deep, unless
         an enclosing estimator sets it).
-    in_features : int or None, default=2048
-        Size of the video feature (2048 for I3D-R50). ``None`` (like
-        ``n_categories`` and ``emb_width``) means the paper's value, unless an
-        enclosing estimator sets it from the data.
-    n_categories : int or None, default=6
-        Number of image categories.
+    in_features : int or None, default=None
+        Size of the video feature. ``None`` (like ``n_categories``,
+        ``emb_width`` and ``n_frames``) takes the size the data implies: the
+        features given to :meth:`fit`, or the sizes an enclosing estimator
+        passes to :meth:`initialize`; built alone, the paper's (2048 for I3D-R50).
+        A set value must agree with what the data implies.
+    n_categories : int or None, default=None
+        Number of image categories (the paper's 6 when built alone).
     embed_dim : int, default=256
         Size of the category embedding concatenated to the feature.
-    emb_width : int or None, default=64
-        Latent channels (the codec's ``emb_width``).
+    emb_width : int or None, default=None
+        Latent channels (the codec's ``emb_width``; the paper's 64 when built alone).
     n_frames : int or None, default=None
         Latent length. ``None`` is 128000 samples over the level's paper hop:
         16000 (deep), 4000 (low), 1000 (high).
@@ -499,10 +501,10 @@ class Generator(TransformerMixin, StateDictPickleMixin):
     def __init__(
         self,
         level: str | int | None = "deep",
-        in_features: int | None = 2048,
-        n_categories: int | None = 6,
+        in_features: int | None = None,
+        n_categories: int | None = None,
         embed_dim: int = 256,
-        emb_width: int | None = 64,
+        emb_width: int | None = None,
         n_frames: int | None = None,
         size: str = "paper",
         init_std: float | str | None = "auto",
@@ -562,23 +564,63 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         """
         return cls(size=check_size(size), **overrides)
 
-    def _build_module(self) -> nn.Module:
+    def initialize(
+        self,
+        *,
+        in_features: int | None = None,
+        n_categories: int | None = None,
+        n_frames: int | None = None,
+        emb_width: int | None = None,
+    ) -> Generator:
+        """Build the module with fresh, seeded weights at the sizes the data implies.
+
+        Parameters
+        ----------
+        in_features, n_categories, n_frames, emb_width : int, optional
+            Sizes implied by the data or the other components (an estimator
+            passes its extractor's feature size, its number of categories and
+            the codec's latent shape). Each serves where the parameter of the
+            same name is ``None``; a set parameter must agree with it.
+
+        Returns
+        -------
+        self
+            With ``module_`` and the fitted sizes (``in_features_``, ...) set.
+
+        Raises
+        ------
+        ValueError
+            When a set parameter contradicts an implied size.
+        """
         self.level_ = level_index("deep" if self.level is None else self.level)
+        implied = {
+            "in_features": in_features,
+            "n_categories": n_categories,
+            "emb_width": emb_width,
+            "n_frames": n_frames,
+        }
+        paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[self.level_])
+        for name, given in implied.items():
+            param = getattr(self, name)
+            if param is not None and given is not None and param != given:
+                raise ValueError(
+                    f"generator {name}={param} contradicts the other components, which "
+                    f"give {given}; leave it unset (None) or make them agree"
+                )
+            value = param if param is not None else given if given is not None else paper[name]
+            setattr(self, f"{name}_", check_positive_int(value, name))
+        return super().initialize()
+
+    def _build_module(self) -> nn.Module:
+        # The sizes come from initialize(), or from the state a pickle restored.
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         sizes = {
-            name: check_positive_int(_PAPER_SIZES[name] if value is None else value, name)
-            for name in ("in_features", "n_categories", "embed_dim", "emb_width")
-            for value in [getattr(self, name)]
+            "in_features": self.in_features_,
+            "n_categories": self.n_categories_,
+            "embed_dim": check_positive_int(self.embed_dim, "embed_dim"),
+            "emb_width": self.emb_width_,
         }
-        self.in_features_ = sizes["in_features"]
-        self.n_categories_ = sizes["n_categories"]
-        self.emb_width_ = sizes["emb_width"]
-        self.n_frames_ = (
-            CLIP_SAMPLES // PAPER_HOPS[self.level_]
-            if self.n_frames is None
-            else check_positive_int(self.n_frames, "n_frames")
-        )
         std = resolve_init_std(self.init_std, CONV_INIT_STD if self.size == "paper" else None)
         spec = _SPECS[(level_name(self.level_), self.size)]
         if isinstance(spec, _Strided):
@@ -638,7 +680,12 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (self.warm_start and hasattr(self, "module_")):
-            self.initialize()
+            # Sizes left unset are learned from the data; set ones are checked against it below.
+            shape = np.shape(latents)
+            learned = {"in_features": np.shape(features)[-1]}
+            if len(shape) == 3:
+                learned.update(emb_width=shape[1], n_frames=shape[2])
+            self.initialize(**{k: v for k, v in learned.items() if getattr(self, k) is None})
         x, c = self._check_inputs(features, categories)
         y = check_tensor(
             latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width_, self.n_frames_)
