@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,7 +77,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError(f"--set: {exc}") from exc
     if args.out.exists() and any(args.out.iterdir()) and not (args.resume or args.force):
         raise CLIError(f"{args.out} is not empty; pass --resume to continue or --force")
-    model.set_params(checkpoint_dir=str(args.out / "checkpoints"))
+    checkpoints = args.out / "checkpoints"
+    if args.force and not args.resume:
+        # --force starts afresh: an earlier run's checkpoints would otherwise be refused.
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    model.set_params(checkpoint_dir=str(checkpoints))
     data = args.data
     dataset = load_pairs(data) if data.suffix.lower() == ".csv" else load_bop(data, "train")
     model.fit(dataset, resume=args.resume)
@@ -87,13 +92,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from conchshell.estimator import ImageToMusic
+    from conchshell.generation import IMAGE_SUFFIXES
 
-    model = ImageToMusic.load(args.model)
+    images: list[str] = []
     for image in args.images:
-        if not image.is_file():
+        if image.is_dir():  # a folder of photos: each of its images
+            images += [
+                str(p) for p in sorted(image.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+            ]
+        elif image.is_file():
+            images.append(str(image))
+        else:
             raise CLIError(f"image not found: {image}")
-    categories = None if args.category is None else [args.category] * len(args.images)
-    written = model.generate_files([str(p) for p in args.images], args.out, categories=categories)
+    if not images:
+        raise CLIError(f"no image (.jpg, .jpeg, .png) in {', '.join(map(str, args.images))}")
+    model = ImageToMusic.load(args.model)
+    categories = None if args.category is None else [args.category] * len(images)
+    written = model.generate_files(
+        images, args.out, categories=categories, overwrite=args.overwrite
+    )
     for path in written:
         print(path)
     return 0
@@ -245,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="generate music for images with a saved model")
     predict.add_argument("model", type=Path, help="folder written by 'conchshell fit'")
-    predict.add_argument("images", type=Path, nargs="+", help="image files")
+    predict.add_argument("images", type=Path, nargs="+", help="image files or folders of them")
     predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace files that already exist in OUT"
+    )
     predict.add_argument(
         "--category",
         default=None,

@@ -10,6 +10,7 @@ spectrogram and a player.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -108,6 +109,8 @@ def run_demo(
     _log(f"val: {val.describe()}")
 
     budget = 60.0 * minutes
+    # Each demo is a fresh run: the last demo's checkpoints in OUT are its own to replace.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     model = presets.conchshell(
         size,
         random_state=seed,
@@ -125,7 +128,9 @@ def run_demo(
     gallery = out / "gallery"
     pairs = zip(val.image_paths, val.category_ids, strict=True)
     names = [f"{val.categories[c]}-{p.stem}" for p, c in pairs]
-    model.generate_files([str(p) for p in val.image_paths], gallery, names=names)
+    model.generate_files(
+        [str(p) for p in val.image_paths], gallery, names=names, overwrite=True
+    )
     import soundfile as sf
 
     clips = np.stack([sf.read(gallery / f"{n}.wav", dtype="float32")[0] for n in names])

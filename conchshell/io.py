@@ -11,6 +11,7 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -24,12 +25,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-__all__ = ["atomic_write", "load_tree", "save_tree"]
+__all__ = ["atomic_write", "load_tree", "parse_tree", "save_tree"]
 
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _NDARRAY = "__ndarray__"
 _META_KEY = "conchshell_tree"
+_SUM_KEY = "conchshell_sha256"
 
 
 def _umask() -> int:
@@ -138,6 +140,16 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def _checksum(skeleton: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a tree's JSON skeleton and its tensors' bytes, in key order."""
+    digest = hashlib.sha256(skeleton.encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def save_tree(path: str | os.PathLike[str], tree: Any) -> None:
     """Save a nested structure of tensors, arrays and JSON values atomically.
 
@@ -161,7 +173,8 @@ def save_tree(path: str | os.PathLike[str], tree: Any) -> None:
     skeleton = _flatten(tree, tensors)
     # safetensors refuses shared storage: give every tensor its own copy.
     tensors = {k: v.clone() for k, v in tensors.items()}
-    payload = st_save(tensors, metadata={_META_KEY: json.dumps(skeleton)})
+    text = json.dumps(skeleton)
+    payload = st_save(tensors, metadata={_META_KEY: text, _SUM_KEY: _checksum(text, tensors)})
     with atomic_write(path) as handle:
         handle.write(payload)
 
@@ -185,19 +198,37 @@ def load_tree(path: str | os.PathLike[str]) -> Any:
         When ``path`` does not exist.
     ValueError
         When the file is not a conchshell safetensors tree (corrupt, truncated
-        or foreign), naming the file.
+        or foreign) or its contents do not match the SHA-256 checksum written
+        with them, naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    data = path.read_bytes()
+    return parse_tree(path.read_bytes(), path)
+
+
+def parse_tree(data: bytes, path: str | os.PathLike[str]) -> Any:
+    """:func:`load_tree` of a file's bytes already read; ``path`` names it in errors.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_tree`.
+    """
     try:
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
-        skeleton = json.loads(header["__metadata__"][_META_KEY])
+        text = header["__metadata__"][_META_KEY]
+        skeleton = json.loads(text)
     except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable conchshell file ({exc})") from exc
+    expected = header["__metadata__"].get(_SUM_KEY)
+    # Files written before checksums existed have none; every newer one is verified.
+    if expected is not None and expected != _checksum(text, tensors):
+        raise ValueError(
+            f"{path} is damaged: its contents do not match the checksum it was saved with"
+        )
     try:
         return _unflatten(skeleton, tensors)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:

@@ -2,12 +2,12 @@
 
 Run from the repository root, after ``make demo`` has set up ``.venv``::
 
-    .venv/bin/python examples/quickstart.py                  # CPU scale, ~15 min on 2 cores
-    .venv/bin/python examples/quickstart.py --scale tiny     # seconds: checks the pipeline
+    .venv/bin/python examples/quickstart.py                  # small size, ~15 min on 2 cores
+    .venv/bin/python examples/quickstart.py --size tiny      # seconds: checks the pipeline
 
-At ``--scale cpu`` it trains the CPU-scale ConchShell preset on the stand-in dataset
+At ``--size small`` it trains the small ConchShell preset on the stand-in dataset
 (built into ``--data`` if it is not there yet), scores it on the validation split and writes
-one WAV per validation photo (plus ``--photo`` files of your own). At ``--scale tiny`` it
+one WAV per validation photo (plus ``--photo`` files of your own). At ``--size tiny`` it
 trains the tiny preset on the in-memory toy dataset instead: the output is noise, but every
 step of the real run executes.
 """
@@ -37,15 +37,23 @@ def main(argv: list[str] | None = None) -> Path:
         The folder holding the saved model and the generated WAVs.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=("cpu", "tiny"), default="cpu")
+    # --scale cpu, the earlier spelling, still works
+    parser.add_argument(
+        "--size",
+        "--scale",
+        dest="size",
+        type=lambda value: "small" if value == "cpu" else value,
+        choices=("small", "tiny"),
+        default="small",
+    )
     parser.add_argument("--data", type=Path, default=Path("data/standin"))
     parser.add_argument("--out", type=Path, default=Path("out/quickstart"))
     parser.add_argument("--photo", type=Path, action="append", default=[], help="your own photo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    # 1. Data: the stand-in dataset (BOP layout) or, at tiny scale, the toy dataset.
-    if args.scale == "tiny":
+    # 1. Data: the stand-in dataset (BOP layout) or, at the tiny size, the toy dataset.
+    if args.size == "tiny":
         train = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=args.seed)
         val = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=args.seed + 1)
         photos = sorted((STANDIN_DIR / "images" / "ocean").glob("*.jpg"))[:2]
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(train.describe() if hasattr(train, "describe") else f"{len(train)} training pairs")
 
     # 2. Train: an unfitted preset is an ordinary scikit-learn estimator.
-    model = presets.conchshell(args.scale, random_state=args.seed, verbose=1)
+    model = presets.conchshell(args.size, random_state=args.seed, verbose=1)
     start = time.perf_counter()
     model.fit(train)
     print(f"trained in {time.perf_counter() - start:.0f} s; categories: {model.categories_}")
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"validation PESQ: {model.score(val):.2f}")
 
     # 5. Generate: any picture Pillow reads; WAVs at 16 kHz next to a copy of each picture.
-    written = model.generate_files([*photos, *args.photo], args.out / "music")
+    written = model.generate_files([*photos, *args.photo], args.out / "music", overwrite=True)
     print(f"wrote {len(written)} clips to {args.out / 'music'}")
     return args.out
 
