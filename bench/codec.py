@@ -1,6 +1,6 @@
-"""Benchmark: train the CPU codec preset for a fixed time and score its reconstructions.
+"""Benchmark: train the small codec for a fixed time and score its reconstructions.
 
-Trains ``JukeboxCodec.small()`` (all three levels) on the train split of a
+Trains ``JukeboxCodec.sized("small")`` (all three levels) on the train split of a
 BOP-layout dataset (the stand-in dataset by default) for ``--minutes`` of wall
 time, then encodes, quantises and decodes every distinct piece of the val
 split at each level and reports mel-L1, SI-SDR, wide-band PESQ, STOI and
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a JukeboxCodec.small() parameter (Python literal), e.g. lr=1e-3",
+        help='override a JukeboxCodec.sized("small") parameter (Python literal), e.g. lr=1e-3',
     )
     args = parser.parse_args(argv)
     if not 0 < args.minutes <= MAX_MINUTES:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     val_audio = distinct_pieces(val)
     params = {"max_steps": 10**9, "max_time": args.minutes * 60, "random_state": args.seed}
     params.update(overrides)
-    codec = JukeboxCodec.small(**params)
+    codec = JukeboxCodec.sized("small", **params)
     print(f"training {codec!r} on {len(train)} train items for {args.minutes:g} min", flush=True)
     start = time.monotonic()
     codec.fit(train)

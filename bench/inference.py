@@ -2,7 +2,7 @@
 
 Every configuration runs in its own subprocess, so each peak-memory figure
 (``ru_maxrss``) belongs to that configuration alone. Models need no training
-to be timed: ``presets.conchshell(scale=..., level=...).initialize()`` builds
+to be timed: ``presets.conchshell(size, level=...).initialize()`` builds
 every component untrained, and the compute is the same as a trained model's.
 
 Printed, in one run:
@@ -10,12 +10,12 @@ Printed, in one run:
 - the machine's matrix-product peak (fp32 and bf16 4096x4096), before and
   after the other figures;
 - ``predict`` latency per 8-s clip and real-time factor (latency / 8 s) for
-  Deep, Low and High at paper and CPU scale, plain float32 and through the
+  Deep, Low and High at the paper and small sizes, plain float32 and through the
   fast path (:func:`conchshell.inference.optimize`), with the model's GFLOP
   per clip and the GFLOP/s achieved;
 - throughput at batch 1, 4 and 16 (Deep, fast path);
 - the mel-L1 between float32 and bfloat16 audio;
-- one GAN training step per preset (CPU scale, and paper-scale ConchShell);
+- one GAN training step per preset (small size, and paper-size ConchShell);
 - MusicGen-small generating 8 s (``transformers``, built from its
   configuration with random weights; nothing is downloaded).
 
@@ -92,13 +92,13 @@ def work_matmul(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model(scale: str, level: str) -> Any:
+def _model(size: str, level: str) -> Any:
     from conchshell import presets
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained I3D: "no weights file"
         return presets.conchshell(
-            scale=scale, level=level, random_state=0, verbose=0, device="cpu"
+            size, level=level, random_state=0, verbose=0, device="cpu"
         ).initialize()
 
 
@@ -140,7 +140,7 @@ def work_predict(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from conchshell.inference import optimize
 
-    model = _model(cfg["scale"], cfg["level"])
+    model = _model(cfg["size"], cfg["level"])
     out: dict[str, Any] = {"rss_after_build_mb": _peak_rss_mb()}
     if cfg.get("macs"):
         out["gmac_per_clip"] = {k: round(v / 1e9, 3) for k, v in _model_macs(model).items()}
@@ -172,7 +172,7 @@ def work_quality(cfg: dict[str, Any]) -> dict[str, Any]:
     from conchshell.inference import optimize
     from conchshell.metrics import mel_l1
 
-    model = _model(cfg["scale"], cfg["level"])
+    model = _model(cfg["size"], cfg["level"])
     images = _images(2, seed=1)
     plain = model.predict(images, categories=[0, 0])
     fast32 = optimize(model, precision="float32").predict(images, categories=[0, 0])
@@ -204,7 +204,7 @@ def work_train(cfg: dict[str, Any]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = presets.get(
-            cfg["preset"], cfg["scale"], random_state=0, verbose=0, device="cpu"
+            cfg["preset"], cfg["size"], random_state=0, verbose=0, device="cpu"
         ).initialize()
     batch = int(cfg.get("batch") or model.batch_size)
     n_feat = int(model.generator_.get_params()["in_features"])
@@ -224,8 +224,8 @@ def work_train(cfg: dict[str, Any]) -> dict[str, Any]:
         )
 
     out: dict[str, Any] = {"batch": batch, "load_before": _load()}
-    # At paper scale one step is long: time the first (allocations included).
-    best, median = _time(step, int(cfg.get("reps", 1)), warm_up=cfg["scale"] != "paper")
+    # At the paper size one step is long: time the first (allocations included).
+    best, median = _time(step, int(cfg.get("reps", 1)), warm_up=cfg["size"] != "paper")
     out.update(
         step_s=round(best, 3),
         step_median_s=round(median, 3),
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         quick = go(
             {
                 "kind": "predict",
-                "scale": "paper",
+                "size": "paper",
                 "level": "deep",
                 "mode": "bfloat16",
                 "batch": 1,
@@ -432,15 +432,15 @@ def main(argv: list[str] | None = None) -> int:
 
     peak0 = go({"kind": "matmul"})
     predict_rows = []
-    for scale in ("paper", "cpu"):
-        reps = args.reps if scale == "paper" else max(3, args.reps)
+    for size in ("paper", "small"):
+        reps = args.reps if size == "paper" else max(3, args.reps)
         for level in LEVELS:
-            for mode in ("float32",) if scale == "paper" and level == "deep" else ():
+            for mode in ("float32",) if size == "paper" and level == "deep" else ():
                 predict_rows.append(
                     go(
                         {
                             "kind": "predict",
-                            "scale": scale,
+                            "size": size,
                             "level": level,
                             "mode": mode,
                             "batch": 1,
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 go(
                     {
                         "kind": "predict",
-                        "scale": scale,
+                        "size": size,
                         "level": level,
                         "mode": "plain",
                         "batch": 1,
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
                 go(
                     {
                         "kind": "predict",
-                        "scale": scale,
+                        "size": size,
                         "level": level,
                         "mode": "bfloat16",
                         "batch": 1,
@@ -474,14 +474,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     batch_rows = []
-    for scale in ("paper", "cpu"):
+    for size in ("paper", "small"):
         for batch in (4, 16):
-            reps = 1 if scale == "paper" else 3
+            reps = 1 if size == "paper" else 3
             batch_rows.append(
                 go(
                     {
                         "kind": "predict",
-                        "scale": scale,
+                        "size": size,
                         "level": "deep",
                         "mode": "bfloat16",
                         "batch": batch,
@@ -489,20 +489,20 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
             )
-    quality = go({"kind": "quality", "scale": "paper", "level": "deep"})
+    quality = go({"kind": "quality", "size": "paper", "level": "deep"})
     train_rows = []
     if not args.no_train:
         for preset in TRAIN_PRESETS:
-            train_rows.append(go({"kind": "train", "preset": preset, "scale": "cpu", "reps": 1}))
+            train_rows.append(go({"kind": "train", "preset": preset, "size": "small", "reps": 1}))
         train_rows.append(
-            go({"kind": "train", "preset": "conchshell", "scale": "paper", "batch": 2, "reps": 1})
+            go({"kind": "train", "preset": "conchshell", "size": "paper", "batch": 2, "reps": 1})
         )
     peer = None if args.no_peer else go({"kind": "musicgen"}, timeout=3600)
     peak1 = go({"kind": "matmul"})
 
     # --------------------------------------------------------------- report
     macs = {
-        (r["scale"], r["level"]): r.get("gmac_per_clip", {}).get("total")
+        (r["size"], r["level"]): r.get("gmac_per_clip", {}).get("total")
         for r in predict_rows
         if r.get("mode") == "plain"
     }
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     bf16_peak = max(p.get("bf16_gflops", 0) for p in (peak0, peak1)) or None
     peak = {"float32": fp32_peak, "plain": fp32_peak, "bfloat16": bf16_peak}
     for row in predict_rows + batch_rows:
-        gmac = macs.get((row["scale"], row["level"]))
+        gmac = macs.get((row["size"], row["level"]))
         if gmac and row.get("clip_s"):
             row["gflops"] = round(2 * gmac / row["clip_s"], 1)
             if peak.get(row["mode"]):
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     cols = [
-        ("scale", "scale"),
+        ("size", "size"),
         ("level", "level"),
         ("path", "mode"),
         ("batch", "batch"),
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_rows,
                 [
                     ("preset", "preset"),
-                    ("scale", "scale"),
+                    ("size", "size"),
                     ("batch", "batch"),
                     ("s/step", "step_s"),
                     ("peak RSS MB", "peak_rss_mb"),
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             r
             for r in predict_rows
-            if r.get("scale") == "paper"
+            if r.get("size") == "paper"
             and r.get("level") == "deep"
             and r.get("mode") == "bfloat16"
             and "rtf" in r

@@ -1,6 +1,6 @@
-"""Benchmark: the paper's Table 2 for the CPU-scale ConchShell, Baseline-1 and Baseline-2.
+"""Benchmark: the paper's Table 2 for the small ConchShell, Baseline-1 and Baseline-2.
 
-Trains the CPU-scale presets (``presets.get(name, scale="cpu")``) on the train
+Trains the small presets (``presets.get(name, "small")``, sized for two CPU cores) on the train
 split of a BOP-layout dataset (the stand-in dataset by default), saves each
 under ``OUT/<name>`` and runs :func:`conchshell.reports.table2` on them, which
 writes ``OUT/report/table2.{md,csv,png}`` and prints the markdown.
@@ -52,8 +52,8 @@ def _log(message: str) -> None:
 
 
 def shared_stages(train, out: Path, args: argparse.Namespace) -> dict[str, str]:
-    """Fit the TCNN-6 and the codec of the CPU preset once; return their weight files."""
-    base = presets.conchshell("cpu", random_state=args.seed, verbose=1)
+    """Fit the TCNN-6 and the codec of the small preset once; return their weight files."""
+    base = presets.conchshell("small", random_state=args.seed, verbose=1)
     params = base.get_params(deep=False)
     out.mkdir(parents=True, exist_ok=True)
     weights: dict[str, str] = {}
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gan-max-time", type=float, default=600.0, help="GAN seconds per preset")
     parser.add_argument("--encoder-max-epochs", type=int, default=None, help="TCNN-6 epochs")
     parser.add_argument("--encoder-weights", type=Path, default=None, help="a fitted TCNN-6")
-    parser.add_argument("--codec-weights", type=Path, default=None, help="a fitted CPU codec")
+    parser.add_argument("--codec-weights", type=Path, default=None, help="a fitted small codec")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     parser.add_argument("--max-items", type=int, default=None, help="images per split")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             folders.append(folder)
             continue
         model = presets.get(
-            name, scale="cpu", random_state=args.seed, verbose=1, max_time=args.gan_max_time
+            name, "small", random_state=args.seed, verbose=1, max_time=args.gan_max_time
         )
         model.set_params(**shared, **extra)
         t0 = time.perf_counter()

@@ -1,10 +1,10 @@
 """The documentation: the site builds strictly, the examples run, every public name is documented.
 
 - ``mkdocs build --strict`` into a temporary folder, and its CLI page covers every subcommand;
-- every notebook under ``examples/`` is committed without outputs and executes at tiny scale
-  (``CONCHSHELL_EXAMPLE_SCALE=tiny``) with nbclient, on a kernel that runs this interpreter
+- every notebook under ``examples/`` is committed without outputs and executes at the tiny size
+  (``CONCHSHELL_EXAMPLE_SIZE=tiny``) with nbclient, on a kernel that runs this interpreter
   (so no ``ipykernel install`` step is needed on a fresh machine);
-- ``examples/quickstart.py --scale tiny`` runs;
+- ``examples/quickstart.py --size tiny`` runs;
 - every ```python block of README.md runs, in order, in one namespace, in a temporary working
   folder that holds (a link to) the stand-in dataset at ``data/standin``, as after ``make demo``;
 - every public class and function (conchshell's lazy exports and each public module's
@@ -118,12 +118,12 @@ def venv_kernel(tmp_path, monkeypatch) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch, venv_kernel):
+def test_notebook_runs_at_tiny_size(path, tmp_path, monkeypatch, venv_kernel):
     import nbformat
     from nbclient import NotebookClient
 
-    # The kernel inherits the environment: tiny scale, one thread (the test models are tiny).
-    monkeypatch.setenv("CONCHSHELL_EXAMPLE_SCALE", "tiny")
+    # The kernel inherits the environment: tiny size, one thread (the test models are tiny).
+    monkeypatch.setenv("CONCHSHELL_EXAMPLE_SIZE", "tiny")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     nb = nbformat.read(path, as_version=4)
@@ -137,7 +137,7 @@ def test_notebook_runs_at_tiny_scale(path, tmp_path, monkeypatch, venv_kernel):
 
 
 @pytest.mark.slow
-def test_quickstart_runs_at_tiny_scale(tmp_path):
+def test_quickstart_runs_at_tiny_size(tmp_path):
     sys.path.insert(0, str(EXAMPLES))
     try:
         quickstart = importlib.import_module("quickstart")
@@ -145,7 +145,7 @@ def test_quickstart_runs_at_tiny_scale(tmp_path):
         sys.path.remove(str(EXAMPLES))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        out = quickstart.main(["--scale", "tiny", "--out", str(tmp_path / "qs")])
+        out = quickstart.main(["--size", "tiny", "--out", str(tmp_path / "qs")])
     assert (out / "model" / "params.json").is_file()
     assert sorted(p.suffix for p in (out / "music").iterdir()) == [".png", ".png", ".wav", ".wav"]
 
