@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 data: setup
 	$(BIN)/conchshell data build --out $(DATA)
 
-# The main job: train the CPU-scale ConchShell on the stand-in dataset (about
+# The main job: train the small ConchShell on the stand-in dataset (about
 # 12 minutes on two cores), then write out/demo/gallery/index.html.
 demo: data
 	$(BIN)/conchshell demo --data $(DATA) --out out/demo
