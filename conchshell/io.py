@@ -210,6 +210,18 @@ def load_tree(path: str | os.PathLike[str]) -> Any:
 def parse_tree(data: bytes, path: str | os.PathLike[str]) -> Any:
     """:func:`load_tree` of a file's bytes already read; ``path`` names it in errors.
 
+    Parameters
+    ----------
+    data : bytes
+        The file's contents.
+    path : str or os.PathLike
+        The file they were read from.
+
+    Returns
+    -------
+    object
+        The saved tree.
+
     Raises
     ------
     ValueError

@@ -107,6 +107,18 @@ def describe(est: BaseEstimator, fitted: bool = False) -> dict[str, Any]:
 
     A component wrapped in :class:`sklearn.frozen.FrozenEstimator` is described
     as the component itself, marked ``"frozen"``.
+
+    Parameters
+    ----------
+    est : BaseEstimator
+        The estimator (its parameters only, unless ``fitted``).
+    fitted : bool, default=False
+        Also describe the fitted components (``encoder_``, ...).
+
+    Returns
+    -------
+    dict
+        ``{"class": dotted path, "params": {...}}`` (and ``"fitted"``).
     """
     frozen = isinstance(est, FrozenEstimator)
     est = _unfrozen(est)
@@ -374,6 +386,20 @@ def _exchange(a: Path, b: Path) -> None:
 
 def load_model(cls: type, path: str | Path, device: str | None = None) -> Any:
     """Load a folder written by :func:`save_model`. Runs no code from the files.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class expected (:class:`~conchshell.ImageToMusic`).
+    path : str or Path
+        The model folder.
+    device : str, optional
+        Where to put the model; by default the saved ``device`` settings.
+
+    Returns
+    -------
+    ImageToMusic
+        Fitted.
 
     Raises
     ------

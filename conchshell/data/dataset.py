@@ -738,6 +738,15 @@ def photo_groups(dataset: Any) -> np.ndarray | None:
 
     BOP's augmented copies of a photo end in -1 .. -5 and share its group.
 
+    Parameters
+    ----------
+    dataset : PairDataset
+        A dataset with ``image_paths``.
+
+    Returns
+    -------
+    numpy.ndarray of str, shape (n_items,), or None
+
     Keeping a photo and its copies on one side of the encoder's early-stopping
     split stops the validation score from measuring memory.
     """

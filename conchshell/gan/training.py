@@ -64,6 +64,17 @@ def run_identity(
 ) -> dict[str, Any]:
     """What makes a training run this run: its seed, parameters and data.
 
+    Parameters
+    ----------
+    model : ImageToMusic
+        The estimator being fitted.
+    seed : int
+        Its seed.
+    images : torch.Tensor of shape (n, 3, 224, 224)
+    categories : torch.Tensor of shape (n,)
+    dataset : PairDataset
+        Its audio files (or clips) are part of the data.
+
     Returns
     -------
     dict
@@ -103,6 +114,13 @@ def make_optimizers(
     lr_gamma_d: float,
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer, Any, Any]:
     """AdamW for each network with a step decay of its rate (the paper's schedule).
+
+    Parameters
+    ----------
+    generator, discriminator : torch.nn.Module
+        The networks.
+    lr_g, lr_d, betas, weight_decay, lr_step, lr_gamma_g, lr_gamma_d
+        As in :class:`~conchshell.estimator.ImageToMusic`.
 
     Returns
     -------
@@ -231,6 +249,15 @@ class CheckpointFolder:
         A fresh run refuses a folder that holds checkpoints; a resumed one
         refuses checkpoints of another run.
 
+        Parameters
+        ----------
+        run : dict
+            The run's identity.
+        resume : bool
+            Whether the fit continues from the folder's checkpoints.
+        is_main : bool, default=True
+            Only the main process touches the folder.
+
         Raises
         ------
         ValueError
@@ -257,7 +284,20 @@ class CheckpointFolder:
             self.check_run(load_tree(self.stages).get("run"), self.stages)
 
     def check_run(self, saved: object, path: Path) -> None:
-        """Refuse a checkpoint whose run identity is not this run's."""
+        """Refuse a checkpoint whose run identity is not this run's.
+
+        Parameters
+        ----------
+        saved : dict or None
+            The identity stored in the checkpoint (None: written before they had one).
+        path : Path
+            The checkpoint, for the message.
+
+        Raises
+        ------
+        ValueError
+            When the seed, the parameters or the data differ.
+        """
         if self.run is None or saved is None:
             return  # written before checkpoints carried their run (or no run to compare)
         if not isinstance(saved, dict):
@@ -272,7 +312,16 @@ class CheckpointFolder:
             )
 
     def path(self, step: int) -> Path:
-        """The file of the checkpoint of ``step``."""
+        """The file of the checkpoint of ``step``.
+
+        Parameters
+        ----------
+        step : int
+
+        Returns
+        -------
+        Path
+        """
         return self.folder / f"{CKPT_PREFIX}{step:09d}.safetensors"
 
     def paths(self) -> list[Path]:
@@ -280,7 +329,18 @@ class CheckpointFolder:
         return sorted(self.folder.glob(f"{CKPT_PREFIX}*.safetensors"))
 
     def write(self, state: dict[str, Any]) -> Path:
-        """Write ``state`` (with its ``step`` and ``history``), then prune old ones."""
+        """Write ``state`` (with its ``step`` and ``history``), then prune old ones.
+
+        Parameters
+        ----------
+        state : dict
+            :meth:`GANTrainer.state_dict`; the run identity is added.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
         path = self.path(int(state["step"]))
         save_tree(path, {**state, "run": self.run})
         save_history(state["history"], self.folder / "history.json")
@@ -400,7 +460,13 @@ class GANTrainer:
         }
 
     def load_trainables(self, state: dict[str, Any]) -> None:
-        """Restore weights, optimisers, schedulers and history (not the data stream)."""
+        """Restore weights, optimisers, schedulers and history (not the data stream).
+
+        Parameters
+        ----------
+        state : dict
+            A checkpoint (:meth:`state_dict`).
+        """
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
@@ -413,7 +479,13 @@ class GANTrainer:
         self.history = list(state["history"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a full :meth:`state_dict`, data stream and random state included."""
+        """Restore a full :meth:`state_dict`, data stream and random state included.
+
+        Parameters
+        ----------
+        state : dict
+            A checkpoint (:meth:`state_dict`).
+        """
         self.load_trainables(state)
         self.order.set_state(state["order_rng"])
         self.aug.bit_generator.state = json.loads(state["aug_rng"])
@@ -582,7 +654,15 @@ _GAN_SETTINGS = (
 
 
 def build_gan(model: Any, in_features: int) -> None:
-    """Build ``model``'s generator and discriminator at the sizes its other components imply."""
+    """Build ``model``'s generator and discriminator at the sizes its other components imply.
+
+    Parameters
+    ----------
+    model : ImageToMusic
+        With its other components built.
+    in_features : int
+        The extractor's feature size.
+    """
     level = level_name(model.level_)
     gen = model.generator_
     given = gen.get_params(deep=False).get("level")
@@ -605,7 +685,17 @@ def build_gan(model: Any, in_features: int) -> None:
 
 
 def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Tensor) -> None:
-    """Regress ``model``'s generator on the codec's latents before adversarial training."""
+    """Regress ``model``'s generator on the codec's latents before adversarial training.
+
+    Parameters
+    ----------
+    model : ImageToMusic
+        With its codec fitted and generator built.
+    dataset : PairDataset
+        The training pairs.
+    features : torch.Tensor of shape (n, in_features)
+    cats : torch.Tensor of shape (n,)
+    """
     with torch.no_grad():
         audio = fit_length(dataset.stack_audio(), model._n_samples)
         targets = torch.cat(
@@ -629,7 +719,24 @@ def train_gan(
     checkpoints: CheckpointFolder | None,
     resume: bool,
 ) -> None:
-    """Run the adversarial stage of ``model`` (an ImageToMusic); sets its ``history_``."""
+    """Run the adversarial stage of ``model`` (an ImageToMusic); sets its ``history_``.
+
+    Parameters
+    ----------
+    model : ImageToMusic
+        With every component built and the codec fitted.
+    dataset : PairDataset
+        The training pairs (their augmented clips are drawn per step).
+    features : torch.Tensor of shape (n, in_features)
+        Cached extractor features.
+    cats : torch.Tensor of shape (n,)
+    device : torch.device
+    dist : DistContext
+    seed : int
+    checkpoints : CheckpointFolder or None
+    resume : bool
+        Continue from the newest checkpoint.
+    """
     model.codec_.freeze()
     trainer = GANTrainer(
         model.generator_.module_.to(device),
