@@ -51,7 +51,7 @@ from conchshell.persistence import COMPONENTS, SaveLoadMixin
 __all__ = ["ImageToMusic"]
 
 
-# The paper-scale default of each slot: module, class, and the factory to call.
+# The paper-size default of each slot: module, class, and the size for ``sized`` (if any).
 _DEFAULTS = {
     "encoder": ("conchshell.image.tcnn", "TCNNEncoder", None),
     "forger": ("conchshell.image.forging", "TemporalForger", None),
@@ -67,9 +67,9 @@ def _default(name: str, level: str) -> BaseEstimator | None:
     """Paper-scale default of a component slot (the denoiser has none)."""
     if name not in _DEFAULTS:
         return None
-    module, cls_name, factory = _DEFAULTS[name]
+    module, cls_name, size = _DEFAULTS[name]
     cls = getattr(importlib.import_module(module), cls_name)
-    comp = getattr(cls, factory)() if factory else cls()
+    comp = cls.sized(size) if size else cls()
     return comp.set_params(level=level) if name == "generator" else comp
 
 
@@ -98,7 +98,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
     extractor : estimator, default=None
         Video feature extractor; ``None`` builds ``I3DExtractor()`` (2048-d).
     codec : estimator, default=None
-        Audio codec; ``None`` builds ``JukeboxCodec.paper()``.
+        Audio codec; ``None`` builds ``JukeboxCodec.sized("paper")``.
     generator : estimator, default=None
         Latent generator; ``None`` builds ``Generator(level=level)``.
     discriminator : estimator, default=None
@@ -184,7 +184,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
     Examples
     --------
     >>> from conchshell import presets
-    >>> model = presets.conchshell(scale="tiny", random_state=0)  # doctest: +SKIP
+    >>> model = presets.conchshell("tiny", random_state=0)  # doctest: +SKIP
     >>> model.fit(dataset).predict(images).shape  # doctest: +SKIP
     (2, 128000)
     """
