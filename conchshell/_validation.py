@@ -7,13 +7,15 @@ a traceback from inside torch to learn that a batch had the wrong shape.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.utils import check_scalar
 
-__all__ = ["check_categories", "check_positive_int", "check_tensor"]
+__all__ = ["check_categories", "check_path", "check_positive_int", "check_tensor"]
 
 
 def check_positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
@@ -63,6 +65,50 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
     except ValueError as exc:
         raise ValueError(message) from exc
     return int(value)
+
+
+def check_path(value: object, name: str) -> Path:
+    """Return ``value`` as a :class:`~pathlib.Path` after checking it is a str or path-like.
+
+    Bytes are refused: they would otherwise be taken as a sequence of
+    integers (``TypeError ... got int``) or decoded in the platform's file
+    system encoding without a word.
+
+    Parameters
+    ----------
+    value : object
+        The path to check.
+    name : str
+        How the argument is called in error messages.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is bytes, or a path-like giving bytes, or anything else
+        that is not a str or ``os.PathLike``.
+
+    Examples
+    --------
+    >>> check_path("photos/beach.jpg", "image").name
+    'beach.jpg'
+    >>> check_path(b"beach.jpg", "image")
+    Traceback (most recent call last):
+    ...
+    TypeError: image must be a str or a path, got bytes: b'beach.jpg' (decode it with os.fsdecode)
+    """
+    if isinstance(value, str | os.PathLike) and not isinstance(value, bytes):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            return Path(text)
+        value = text
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    hint = " (decode it with os.fsdecode)" if isinstance(value, bytes) else ""
+    raise TypeError(f"{name} must be a str or a path, got {type(value).__name__}: {shown}{hint}")
 
 
 def check_tensor(

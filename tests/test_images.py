@@ -17,6 +17,7 @@ from conchshell.data.images import (
     image_to_array,
     load_image,
     normalize,
+    open_image,
     to_image_batch,
 )
 
@@ -199,3 +200,128 @@ def test_any_uint8_image_gives_a_valid_tensor(arr):
     # resizing never leaves the input's range (antialiased bilinear is a convex combination)
     rgb = image_to_array(arr)
     assert float(d.min()) >= rgb.min() - 1e-5 and float(d.max()) <= rgb.max() + 1e-5
+
+
+# -- large images: reduced before the float work; everything else pixel for pixel as before --
+def _direct(img: Image.Image) -> torch.Tensor:
+    """The direct pipeline spelled out: RGB, /255, antialiased bilinear to 224, normalise."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    chw = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    out = torch.nn.functional.interpolate(
+        chw[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    return normalize(out.clamp_(0.0, 1.0))
+
+
+@pytest.fixture
+def reduce_calls(monkeypatch):
+    """Record (source size, factor) of every Image.reduce call."""
+    calls = []
+    real = Image.Image.reduce
+
+    def spy(self, factor, box=None):
+        calls.append((self.size, factor))
+        return real(self, factor, box)
+
+    monkeypatch.setattr(Image.Image, "reduce", spy)
+    return calls
+
+
+def _photo(w: int, h: int, noise: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x / w, y / h, 0.5 + 0.4 * np.sin(x / 9.0) * np.cos(y / 13.0)], axis=-1)
+    return (np.clip(base + rng.normal(0, noise, (h, w, 3)), 0, 1) * 255).astype(np.uint8)
+
+
+def test_ordinary_photos_give_the_tensors_of_the_direct_pipeline(tmp_path, reduce_calls):
+    arr = _photo(1920, 1080)
+    Image.fromarray(arr).save(tmp_path / "photo.png", compress_level=1)
+    Image.fromarray(arr).save(tmp_path / "photo.jpg", quality=92)
+    png = load_image(tmp_path / "photo.png")
+    torch.testing.assert_close(png, _direct(Image.fromarray(arr)), rtol=0, atol=0)
+    torch.testing.assert_close(load_image(Image.fromarray(arr)), png, rtol=0, atol=0)
+    with Image.open(tmp_path / "photo.jpg") as jpeg:
+        jpeg.draft("RGB", (224, 224))  # decoded at 1/4 scale, as before
+        expected = _direct(jpeg)
+    torch.testing.assert_close(load_image(tmp_path / "photo.jpg"), expected, rtol=0, atol=0)
+    assert reduce_calls == []
+
+
+def test_the_reduce_starts_just_above_the_size_limit(tmp_path, monkeypatch, reduce_calls):
+    import conchshell.data.images as images
+
+    monkeypatch.setattr(images, "_LARGE_IMAGE_PIXELS", 1000 * 1000)
+    at_limit = Image.fromarray(_photo(1000, 1000))
+    torch.testing.assert_close(load_image(at_limit), _direct(at_limit), rtol=0, atol=0)
+    assert reduce_calls == []
+    above = Image.fromarray(_photo(1001, 1000, noise=0.0))
+    x = load_image(above)
+    assert [factor for _, factor in reduce_calls] == [(2, 2)]  # 501 x 500: both >= 448
+    # Box average then resize: close to the direct path, not equal.
+    d = (denormalize(x) - denormalize(_direct(above))).abs()
+    assert float(d.mean()) < 1 / 255 and float(d.max()) < 0.05
+
+
+def test_a_huge_png_is_reduced_in_strips_before_the_float_work(tmp_path, reduce_calls):
+    # 5000 x 4000 (20 Mpx, above 4096 x 4096): left half black, right half white.
+    arr = np.zeros((4000, 5000), np.uint8)
+    arr[:, 2500:] = 255
+    Image.fromarray(arr).save(tmp_path / "huge.png")
+    x = denormalize(load_image(tmp_path / "huge.png"))
+    assert x.shape == (3, 224, 224)
+    assert {factor for _, factor in reduce_calls} == {(11, 8)}  # to 455 x 500
+    assert sum(size[1] for size, _ in reduce_calls) == 4000  # strips cover the image once
+    assert max(size[0] * size[1] for size, _ in reduce_calls) <= 4_000_000
+    assert float(x[:, :, :100].max()) < 1e-6 and float(x[:, :, 124:].min()) > 1 - 1e-6
+
+
+@pytest.mark.parametrize(
+    ("make", "mode"),
+    [
+        (lambda a: Image.fromarray(a).convert("RGBA"), "RGBA"),
+        (lambda a: Image.fromarray(a).convert("P"), "RGB"),
+        (lambda a: Image.fromarray(a).convert("1"), "L"),
+        (lambda a: Image.fromarray(a).convert("CMYK"), "RGB"),
+        (lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257), "I"),
+    ],
+    ids=["RGBA", "P", "1", "CMYK", "I;16"],
+)
+def test_strips_give_what_one_reduce_of_the_whole_image_gives(monkeypatch, make, mode):
+    import conchshell.data.images as images
+
+    monkeypatch.setattr(images, "_LARGE_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(images, "_STRIP_PIXELS", 3000)  # a few rows a strip
+    img = make(_photo(101, 77))
+    if img.mode == "RGBA":
+        img.putalpha(Image.fromarray(_photo(101, 77)[..., 1]))
+    out = images._reduce_large(img, 10)
+    whole = img.convert(mode).reduce((5, 3))
+    assert out.mode == mode and out.size == whole.size == (21, 26)
+    assert np.array_equal(np.asarray(out), np.asarray(whole))
+
+
+def test_pillow_decompression_bomb_limit_is_kept(tmp_path, monkeypatch):
+    # A 10000 x 10000 image (1e8 px) lies between Pillow's MAX_IMAGE_PIXELS (89.5 Mpx) and
+    # twice that: it loads, with Pillow's warning; above twice the limit it is refused.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000 * 1000)
+    Image.new("L", (1100, 1000), 128).save(tmp_path / "warned.png")
+    Image.new("L", (2100, 1000), 128).save(tmp_path / "bomb.png")
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert load_image(tmp_path / "warned.png").shape == (3, 224, 224)
+    with pytest.raises(ValueError, match=r"bomb\.png.*decompression bomb"):
+        load_image(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: load_image(b"x.jpg"), r"image must be .* got bytes: b'x\.jpg' \(a path: decode"),
+        (lambda: to_image_batch(b"x.jpg"), r"images must be .* got bytes: b'x\.jpg'"),
+        (lambda: to_image_batch([b"x.jpg"]), r"got bytes: b'x\.jpg'"),
+        (lambda: open_image(b"x.jpg"), r"path must be a str or a path, got bytes: b'x\.jpg'"),
+    ],
+)
+def test_a_bytes_path_is_a_type_error_naming_the_value(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()

@@ -14,6 +14,16 @@ ImageNet mean and standard deviation.
 * Files: EXIF orientation is applied; large JPEGs are decoded at a reduced
   scale that still covers 224x224 (Pillow's ``draft``), which is much faster
   and indistinguishable after the resize.
+* Very large images: a file or Pillow image of more than 4096 x 4096 pixels
+  (16.8 Mpx) is first shrunk by whole factors (Pillow's ``reduce``, a box
+  average, done in strips) to no less than 448 pixels (twice the target) on
+  each side, so a 10000 x 10000 PNG costs its decoded 8-bit pixels rather
+  than gigabytes of float copies. Images up to that size, and all JPEGs that
+  ``draft`` brings below it, take the direct path, pixel for pixel as before.
+  Pillow's decompression-bomb limit stays in force: an image of more than
+  ``PIL.Image.MAX_IMAGE_PIXELS`` (89.5 Mpx unless changed) loads with
+  Pillow's ``DecompressionBombWarning``, and one of more than twice that is a
+  ``ValueError`` naming the file.
 * Resizing: to exactly 224x224 (the aspect ratio is not kept, as in the
   authors' pipeline), bilinear with antialiasing
   (:func:`torch.nn.functional.interpolate`, ``antialias=True``), which
@@ -25,13 +35,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from conchshell._validation import check_positive_int, check_tensor
+from conchshell._validation import check_path, check_positive_int, check_tensor
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -55,6 +64,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ImageSource = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+# Images with more pixels than this are reduced before their pixels become floats
+# (a float32 RGB copy costs 12 bytes a pixel, and the resize makes more).
+_LARGE_IMAGE_PIXELS = 4096 * 4096
+# Modes Pillow's reduce averages correctly as they are (LA and RGBA premultiplied).
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")
+# Pixels of the source decoded, converted and reduced at a time.
+_STRIP_PIXELS = 4_000_000
 
 
 def _stats(ndim: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +139,9 @@ def open_image(path: str | os.PathLike, *, size: int = IMAGE_SIZE) -> Image.Imag
     path : str or path-like
     size : int, default=224
         JPEGs larger than this are decoded at the smallest reduced scale that
-        still covers ``size`` x ``size``.
+        still covers ``size`` x ``size``; an image that is still larger than
+        4096 x 4096 pixels is then reduced by whole factors to no less than
+        ``2 * size`` pixels a side (see the module notes).
 
     Returns
     -------
@@ -131,12 +149,15 @@ def open_image(path: str | os.PathLike, *, size: int = IMAGE_SIZE) -> Image.Imag
 
     Raises
     ------
+    TypeError
+        When ``path`` is not a str or path (bytes, say).
     FileNotFoundError
         When the file does not exist.
     ValueError
-        When it is not an image Pillow can read, is truncated or corrupt.
+        When it is not an image Pillow can read, is truncated or corrupt, or
+        is larger than twice Pillow's ``MAX_IMAGE_PIXELS``.
     """
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {str(path)!r}")
     if not path.is_file():
@@ -146,7 +167,8 @@ def open_image(path: str | os.PathLike, *, size: int = IMAGE_SIZE) -> Image.Imag
             if img.format == "JPEG" and img.mode in ("RGB", "L"):
                 img.draft(img.mode, (size, size))
             img.load()
-            out = ImageOps.exif_transpose(img)
+            # Reduce before the EXIF transpose, which would copy the full image.
+            out = ImageOps.exif_transpose(_reduce_large(img, size))
             out.load()
     except UnidentifiedImageError as exc:
         raise ValueError(
@@ -249,6 +271,39 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
+def _reduce_large(img: Image.Image, size: int) -> Image.Image:
+    """Shrink an image of more than 4096 x 4096 pixels by whole factors per axis.
+
+    Each side keeps at least ``2 * size`` pixels, so the final antialiased
+    resize still has twice the pixels it needs. The work goes in horizontal
+    strips of a few megapixels, each cropped, brought to a mode whose pixels
+    may be averaged (palette and bilevel images to RGB(A) or L, 16-bit to
+    ``I``) and box-averaged with :meth:`PIL.Image.Image.reduce`; strips span
+    whole boxes, so the result equals one ``reduce`` of the whole image.
+    Smaller images are returned as they are.
+    """
+    w, h = img.size
+    fx, fy = max(1, w // (2 * size)), max(1, h // (2 * size))
+    if w * h <= _LARGE_IMAGE_PIXELS or (fx, fy) == (1, 1):
+        return img
+    mode = img.mode
+    if mode in _SIXTEEN_BIT:
+        mode = "I"
+    elif mode == "1":
+        mode = "L"
+    elif mode not in _REDUCIBLE:
+        has_alpha = "A" in img.getbands() or (mode == "P" and "transparency" in img.info)
+        mode = "RGBA" if has_alpha else "RGB"
+    out = Image.new(mode, (-(-w // fx), -(-h // fy)))
+    rows = fy * max(1, _STRIP_PIXELS // (w * fy))
+    for top in range(0, h, rows):
+        strip = img.crop((0, top, w, min(h, top + rows)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        out.paste(strip.reduce((fx, fy)), (0, top // fy))
+    return out
+
+
 def _resize(chw: torch.Tensor, size: int) -> torch.Tensor:
     if chw.shape[-2:] == (size, size):
         return chw
@@ -315,16 +370,28 @@ def load_image(source: ImageSource, *, size: int = IMAGE_SIZE) -> torch.Tensor:
             img = open_image(source, size=size)
         arr = _pil_to_array(img, name)
     elif isinstance(source, Image.Image):
-        arr = image_to_array(source, name="image")
+        arr = image_to_array(_reduce_large(source, size), name="image")
     elif isinstance(source, np.ndarray):
         arr = image_to_array(source, name="image")
     else:
         raise TypeError(
             "image must be a path, PIL image, numpy array or torch tensor, got "
-            f"{type(source).__name__}"
+            f"{type(source).__name__}{_bytes_hint(source)}"
         )
     chw = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
     return normalize(_resize(chw, size))
+
+
+def _bytes_hint(value: object) -> str:
+    """For bytes given as an image: the value (cut short) and what to pass instead."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return ""
+    data = bytes(value[:48])
+    shown = repr(data) + ("..." if len(value) > 48 else "")
+    return (
+        f": {shown} (a path: decode it with os.fsdecode; a file's contents: pass "
+        "PIL.Image.open(io.BytesIO(data)))"
+    )
 
 
 def to_image_batch(
@@ -354,6 +421,11 @@ def to_image_batch(
     >>> to_image_batch(np.zeros((2, 32, 32, 3), dtype=np.uint8)).shape
     torch.Size([2, 3, 224, 224])
     """
+    if isinstance(images, bytes | bytearray | memoryview):
+        raise TypeError(
+            "images must be paths, PIL images, arrays or a tensor, got "
+            f"{type(images).__name__}{_bytes_hint(images)}"
+        )
     if isinstance(images, torch.Tensor):
         batch = _check_preprocessed(images, size, "images")
         return batch[None] if batch.ndim == 3 else batch
