@@ -372,3 +372,123 @@ def test_dataset_with_missing_files_and_bad_feature(pair_files):
     )
     with pytest.raises(ValueError, match=r"cannot read feature file .*f.npy"):
         ds.get_feature(0)
+
+
+# -- every audio file is checked when the dataset loads ----------------------------------------
+
+
+def _write_bad_audio(path, kind):
+    if kind == "not-audio":
+        path.write_text("RIFF? no, a text file")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zero-length":
+        sf.write(path, np.zeros(0, np.float32), 16000)
+    elif kind == "truncated":
+        write_tone(path, seconds=0.5)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "silent":
+        sf.write(path, np.zeros(1600, np.float32), 16000)
+    else:  # a NaN or an Inf far into the file, past the first block the check reads
+        wave = np.full(200_000, 0.1, np.float32)
+        wave[150_000] = np.nan if kind == "nan" else -np.inf
+        sf.write(path, wave, 16000, subtype="FLOAT")
+    return path
+
+
+BAD_AUDIO = [
+    ("not-audio", r"cannot read audio file .*bad\.wav.*Format not recognised"),
+    ("empty", r"audio file .*bad\.wav' is empty \(0 bytes\)"),
+    ("zero-length", r"audio file .*bad\.wav' holds no samples"),
+    ("truncated", r"audio file .*bad\.wav' is truncated"),
+    ("silent", r"audio file .*bad\.wav' is silent"),
+    ("nan", r"audio file .*bad\.wav' contains NaN or infinite samples \(the first at frame 150000"),
+    ("inf", r"audio file .*bad\.wav' contains NaN or infinite samples \(the first at frame"),
+]
+
+
+@pytest.mark.parametrize(("kind", "match"), BAD_AUDIO, ids=[k for k, _ in BAD_AUDIO])
+def test_load_pairs_checks_every_audio_file_naming_it_and_its_lines(pair_files, kind, match):
+    _write_bad_audio(pair_files / "bad.wav", kind)
+    csv = pair_files / "pairs.csv"
+    csv.write_text("image,audio,category\na.jpg,a.wav,x\na.jpg,bad.wav,x\na.jpg,bad.wav,y\n")
+    with pytest.raises(ValueError, match=rf"pairs CSV '.*pairs\.csv', lines 3, 4: {match}"):
+        load_pairs(csv)
+    ds = load_pairs(csv, check_audio=False)  # the check can be left to training
+    with pytest.raises(ValueError, match=match):
+        ds.get_waveform(1)
+
+
+def test_several_bad_files_are_listed_in_one_error(pair_files):
+    _write_bad_audio(pair_files / "nan.wav", "nan")
+    _write_bad_audio(pair_files / "empty.wav", "empty")
+    csv = pair_files / "pairs.csv"
+    csv.write_text("image,audio,category\na.jpg,nan.wav,x\na.jpg,a.wav,x\na.jpg,empty.wav,x\n")
+    with pytest.raises(
+        ValueError,
+        match=r"pairs\.csv': 2 audio files cannot be used: line 2: .*nan\.wav.*NaN.*; "
+        r"line 4: .*empty\.wav' is empty",
+    ):
+        load_pairs(csv)
+
+
+def test_load_bop_checks_every_audio_file_naming_its_label_rows(bop):
+    plan = bop_plan()  # one Label row per entry, from row 2 on
+    rows = [
+        i + 2 for i, (split, *_, wav) in enumerate(plan) if split == "train" and wav == "b1.wav"
+    ]
+    _write_bad_audio(bop / "Wav" / "beach" / "b1.wav", "nan")
+    shown = ", ".join(map(str, rows[:3])) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+    with pytest.raises(
+        ValueError,
+        match=rf"the 'train' split of BOP '.*BOP', Label\.xlsx rows {shown}: audio file "
+        r"'.*b1\.wav' contains NaN",
+    ):
+        load_bop(bop, "train")
+    assert len(load_bop(bop, "train", check_audio=False)) == 9
+
+
+def test_each_distinct_audio_file_is_decoded_once(bop, monkeypatch):
+    import conchshell.data.audio as audio
+
+    checked = []
+    real = audio.check_audio_file
+    monkeypatch.setattr(audio, "check_audio_file", lambda p, **kw: (checked.append(p), real(p))[1])
+    ds = load_bop(bop, "train")
+    assert len(ds) == 9 and len(checked) == len(set(ds.audio_paths)) == 3
+    checked.clear()
+    ds.subset([0, 1])  # a subset of a checked dataset is not checked again
+    assert checked == []
+
+
+def test_music_image_dataset_checks_its_audio_naming_the_item(pair_files):
+    bad = _write_bad_audio(pair_files / "bad.wav", "zero-length")
+    images = [pair_files / "a.jpg"] * 3
+    with pytest.raises(ValueError, match=r"MusicImageDataset, item 2: .*bad\.wav' holds no"):
+        MusicImageDataset(images, [pair_files / "a.wav"] * 2 + [bad], [0, 0, 0], ["x"])
+    with pytest.raises(ValueError, match=r"my pairs, items 0, 1: .*bad\.wav"):
+        MusicImageDataset(images[:2], [bad, bad], [0, 0], ["x"], name="my pairs")
+    ds = MusicImageDataset(images[:1], [bad], [0], ["x"], check_audio=False)
+    assert len(ds) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda d: load_bop(os.fsencode(d)), r"root must be a str or a path, got bytes: b'"),
+        (
+            lambda d: load_pairs(os.fsencode(d / "p.csv")),
+            r"csv_path must be a str or a path, got bytes: b'.*p\.csv'",
+        ),
+        (lambda d: load_pairs(d / "p.csv", root=b"x"), r"root must be .* got bytes: b'x'"),
+        (
+            lambda d: MusicImageDataset([b"a.jpg"], [d / "a.wav"], [0], ["x"]),
+            r"image_paths\[0\] must be a str or a path, got bytes: b'a\.jpg'",
+        ),
+        (lambda d: load_audio(b"a.wav"), r"audio path must be .* got bytes: b'a\.wav'"),
+    ],
+    ids=["load_bop", "load_pairs", "load_pairs-root", "MusicImageDataset", "load_audio"],
+)
+def test_a_bytes_path_is_a_type_error_naming_argument_and_value(pair_files, call, match):
+    with pytest.raises(TypeError, match=match):
+        call(pair_files)

@@ -9,15 +9,20 @@ gain in U(0.5, 1); everything else is deterministic (the first 8 s, no gain).
 
 Problems with a file (missing, unreadable, truncated, empty, silent,
 non-finite samples) raise an error that names the file and the problem rather
-than a traceback from inside libsndfile or torch.
+than a traceback from inside libsndfile or torch. Datasets of files run the
+same checks on every distinct file when they are built
+(:func:`check_audio_files`), so a bad clip is reported before training starts
+rather than when an epoch first reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as taF
 
-from conchshell._validation import check_positive_int
+from conchshell._validation import check_path, check_positive_int
 from conchshell.io import atomic_write
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
 
@@ -33,6 +38,8 @@ __all__ = [
     "MAX_CHANNELS",
     "PEAK",
     "SILENCE_PEAK",
+    "check_audio_file",
+    "check_audio_files",
     "crop_or_pad",
     "decode_audio",
     "fit_length",
@@ -55,6 +62,8 @@ MAX_CHANNELS = 64
 # Reduced rate ratios above this make torchaudio's sinc kernel huge (44101 ->
 # 16000 Hz needs 12 GB); such odd rates go through scipy's polyphase filter.
 _MAX_RATIO_TERM = 1000
+# Frames decoded at a time by check_audio_file: 256 KiB per channel.
+_CHECK_BLOCK = 65536
 
 PathLike = str | os.PathLike
 
@@ -128,7 +137,20 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int]:
         When the file is not audio, is corrupt or truncated, holds no samples
         or holds NaN/Inf samples. The message names the file.
     """
-    path = Path(path)
+    path = _check_audio_path(path)
+    with _decode_errors(path):
+        with sf.SoundFile(str(path)) as f:
+            declared = f.frames
+            rate = int(f.samplerate)
+            data = f.read(dtype="float32", always_2d=True)
+    _check_frames(path, declared, data.shape[0])
+    _check_finite(path, data, 0, rate)
+    return np.ascontiguousarray(data.T), rate
+
+
+def _check_audio_path(path: PathLike) -> Path:
+    """The checks that need no decoding: a non-empty file, not a cut-short WAV."""
+    path = check_path(path, "audio path")
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {str(path)!r}")
     if not path.is_file():
@@ -136,11 +158,14 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise ValueError(f"audio file {str(path)!r} is empty (0 bytes)")
     _check_wav_complete(path)
+    return path
+
+
+@contextlib.contextmanager
+def _decode_errors(path: Path) -> Iterator[None]:
+    """Turn libsndfile's errors into a ValueError naming the file."""
     try:
-        with sf.SoundFile(str(path)) as f:
-            declared = f.frames
-            rate = int(f.samplerate)
-            data = f.read(dtype="float32", always_2d=True)
+        yield
     except sf.LibsndfileError as exc:
         raise ValueError(
             f"cannot read audio file {str(path)!r}: {exc.error_string.strip()} "
@@ -148,16 +173,131 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int]:
         ) from exc
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         raise ValueError(f"cannot read audio file {str(path)!r}: {exc}") from exc
-    if 0 < declared and data.shape[0] < declared:
+
+
+def _check_frames(path: Path, declared: int, readable: int) -> None:
+    if 0 < declared and readable < declared:
         raise ValueError(
             f"audio file {str(path)!r} is truncated: {declared} frames declared, "
-            f"{data.shape[0]} readable"
+            f"{readable} readable"
         )
-    if data.shape[0] == 0:
+    if readable == 0:
         raise ValueError(f"audio file {str(path)!r} holds no samples (zero-length audio)")
-    if not np.isfinite(data).all():
-        raise ValueError(f"audio file {str(path)!r} contains NaN or infinite samples")
-    return np.ascontiguousarray(data.T), rate
+
+
+def _check_finite(path: Path, block: np.ndarray, offset: int, rate: int) -> None:
+    """Raise, naming the first bad frame, if a (frames, channels) block holds NaN or Inf."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        first = offset + int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(
+            f"audio file {str(path)!r} contains NaN or infinite samples (the first at frame "
+            f"{first}, {first / rate:.3f} s)"
+        )
+
+
+def check_audio_file(path: PathLike, *, allow_silent: bool = False) -> None:
+    """Check that an audio file can be trained on, without keeping its samples.
+
+    The file is decoded block by block (64k frames at a time, so a long piece
+    costs little memory) and must pass every check :func:`read_audio` and
+    :func:`decode_audio` make: it exists, is not empty, decodes to the end,
+    holds samples, all of them finite, and is not silent.
+
+    Parameters
+    ----------
+    path : str or path-like
+    allow_silent : bool, default=False
+        Accept a file whose downmixed peak lies below :data:`SILENCE_PEAK`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When it fails a check; the message names the file and the problem.
+
+    Examples
+    --------
+    >>> check_audio_file("music/calm.wav")  # doctest: +SKIP
+    """
+    path = _check_audio_path(path)
+    readable, peak = 0, 0.0
+    with _decode_errors(path):
+        with sf.SoundFile(str(path)) as f:
+            declared = f.frames
+            for block in f.blocks(blocksize=_CHECK_BLOCK, dtype="float32", always_2d=True):
+                _check_finite(path, block, readable, f.samplerate)
+                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+                if mono.size:
+                    peak = max(peak, float(np.abs(mono).max()))
+                readable += block.shape[0]
+    _check_frames(path, declared, readable)
+    if peak < SILENCE_PEAK and not allow_silent:
+        raise ValueError(
+            f"audio file {str(path)!r} is silent (peak amplitude {peak:.3g}) and cannot be "
+            "peak-normalised"
+        )
+
+
+def check_audio_files(
+    paths: Sequence[PathLike],
+    *,
+    rows: Sequence[int] | None = None,
+    row_name: str = "item",
+    where: str = "dataset",
+    allow_silent: bool = False,
+) -> None:
+    """Check every distinct audio file of a dataset once (see :func:`check_audio_file`).
+
+    Many items may share one piece of music; each file is decoded once
+    however often it is listed. Every file is checked before anything is
+    raised, so one error lists all the unusable files (the first five).
+
+    Parameters
+    ----------
+    paths : sequence of str or path-like
+        The audio file of each item.
+    rows : sequence of int, optional
+        How each item is numbered in the error (a CSV line, a spreadsheet
+        row); default its position.
+    row_name : str, default="item"
+        What a row is called: ``"line"`` gives ``"line 3"`` and ``"lines 3, 9"``.
+    where : str, default="dataset"
+        The dataset, as the error should name it.
+    allow_silent : bool, default=False
+
+    Raises
+    ------
+    FileNotFoundError
+        When a file does not exist.
+    ValueError
+        Naming ``where``, each unusable file, the rows that use it and the problem.
+    """
+    if rows is None:
+        rows = range(len(paths))
+    users: dict[Path, list[int]] = {}
+    for path, row in zip(paths, rows, strict=True):
+        users.setdefault(Path(path), []).append(int(row))
+    problems = []
+    for path, numbers in users.items():
+        try:
+            check_audio_file(path, allow_silent=allow_silent)
+        except ValueError as exc:
+            numbers = sorted(set(numbers))
+            shown = ", ".join(map(str, numbers[:3]))
+            more = f" and {len(numbers) - 3} more" if len(numbers) > 3 else ""
+            label = f"{row_name}s" if len(numbers) > 1 else row_name
+            problems.append(f"{label} {shown}{more}: {exc}")
+    if len(problems) == 1:
+        raise ValueError(f"{where}, {problems[0]}")
+    if problems:
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(
+            f"{where}: {len(problems)} audio files cannot be used: "
+            + "; ".join(problems[:5])
+            + more
+        )
 
 
 def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

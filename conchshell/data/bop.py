@@ -37,8 +37,10 @@ import os
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from conchshell._validation import check_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -124,7 +126,7 @@ def read_label(path: str | os.PathLike, *, sheet: str = LABEL_SHEET) -> list[Lab
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"BOP label file not found: {str(path)!r}")
     try:
@@ -218,6 +220,8 @@ class BOPIndex:
     category_ids : list of int
     feature_paths : list of (pathlib.Path or None)
     label_path : pathlib.Path
+    rows : list of int
+        The Label row of each item (1-based, the header is row 1).
     """
 
     categories: list[str]
@@ -226,6 +230,7 @@ class BOPIndex:
     category_ids: list[int]
     feature_paths: list[Path | None]
     label_path: Path
+    rows: list[int] = field(default_factory=list)
 
 
 def _list_images(split_dir: Path) -> dict[str, dict[str, Path]]:
@@ -302,7 +307,7 @@ def index_bop(
         raise ValueError(f"split must be one of {sorted(SPLIT_FOLDERS)}, got {split!r}")
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    root = Path(root)
+    root = check_path(root, "root")
     if not root.is_dir():
         raise FileNotFoundError(f"BOP dataset folder not found: {str(root)!r}")
     for sub in ("Img", "Wav", "Label"):
@@ -356,7 +361,7 @@ def index_bop(
                 problems.append(f"row {r.row}: image {folder}/{stem}.* is in no split")
     _report(problems, "image file", missing)
 
-    image_paths, audio_paths, ids, feats = [], [], [], []
+    image_paths, audio_paths, ids, feats, label_rows = [], [], [], [], []
     unlisted, audio_missing = 0, []
     unlisted_originals = 0
     npy_dir = root / "Npy" / f"i3d_npy_{split}"
@@ -378,6 +383,7 @@ def index_bop(
             audio_paths.append(audio)
             ids.append(number - 1)
             feats.append(feature if feature.is_file() else None)
+            label_rows.append(r.row)
     _report(audio_missing, "audio file", missing)
     if unlisted and (not small or unlisted_originals):
         warnings.warn(
@@ -390,4 +396,4 @@ def index_bop(
             f"the {split!r} split of {str(root)!r} is empty: no labelled images with audio in "
             f"{str(split_dir)!r}"
         )
-    return BOPIndex(categories, image_paths, audio_paths, ids, feats, label_path)
+    return BOPIndex(categories, image_paths, audio_paths, ids, feats, label_path, label_rows)

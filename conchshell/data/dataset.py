@@ -43,8 +43,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from conchshell._validation import check_categories, check_positive_int, check_tensor
-from conchshell.data.audio import crop_or_pad, decode_audio
+from conchshell._validation import (
+    check_categories,
+    check_path,
+    check_positive_int,
+    check_tensor,
+)
+from conchshell.data.audio import check_audio_files, crop_or_pad, decode_audio
 from conchshell.data.images import IMAGE_SIZE, load_image, to_image_batch
 from conchshell.levels import CLIP_SECONDS, SAMPLE_RATE
 
@@ -496,6 +501,12 @@ class MusicImageDataset(PairDataset):
         Bound on the decoded-audio cache, in MiB.
     check_files : bool, default=True
         Check at construction that every file exists.
+    check_audio : bool, default=True
+        Decode every distinct audio file once at construction and raise a
+        ``ValueError`` naming the file and its items if one is unreadable,
+        truncated, empty, silent or holds NaN/Inf samples
+        (:func:`conchshell.data.audio.check_audio_files`), rather than when
+        training first reads it.
     name : str, optional
         Shown by :meth:`describe`.
 
@@ -519,13 +530,16 @@ class MusicImageDataset(PairDataset):
         feature_paths: Sequence[str | os.PathLike | None] | None = None,
         audio_cache_mb: float = 256,
         check_files: bool = True,
+        check_audio: bool = True,
         name: str | None = None,
     ) -> None:
         for label, seq in (("image_paths", image_paths), ("audio_paths", audio_paths)):
-            if isinstance(seq, str | os.PathLike) or not isinstance(seq, Sequence | np.ndarray):
+            if isinstance(seq, str | bytes | os.PathLike) or not isinstance(
+                seq, Sequence | np.ndarray
+            ):
                 raise TypeError(f"{label} must be a sequence of paths, got {type(seq).__name__}")
-        self.image_paths = [Path(p) for p in image_paths]
-        self.audio_paths = [Path(p) for p in audio_paths]
+        self.image_paths = [check_path(p, f"image_paths[{i}]") for i, p in enumerate(image_paths)]
+        self.audio_paths = [check_path(p, f"audio_paths[{i}]") for i, p in enumerate(audio_paths)]
         n = len(self.image_paths)
         if len(self.audio_paths) != n:
             raise ValueError(
@@ -561,6 +575,8 @@ class MusicImageDataset(PairDataset):
         if check_files:
             _check_exist(self.image_paths, "image")
             _check_exist(self.audio_paths, "audio")
+        if check_audio:
+            check_audio_files(self.audio_paths, where=self.name or type(self).__name__)
         self._cache = _AudioCache(int(audio_cache_mb * 2**20))
 
     def _raw_image(self, index: int) -> torch.Tensor:
@@ -585,6 +601,7 @@ class MusicImageDataset(PairDataset):
             feature_paths=feats,
             audio_cache_mb=self.audio_cache_mb,
             check_files=False,
+            check_audio=False,
             name=self.name,
         )
 

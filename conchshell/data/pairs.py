@@ -22,8 +22,10 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from conchshell._validation import check_path
 
 __all__ = ["PAIR_COLUMNS", "PairsIndex", "read_pairs_csv"]
 
@@ -40,12 +42,15 @@ class PairsIndex:
     categories : list of str
     image_paths, audio_paths : list of pathlib.Path
     category_ids : list of int
+    lines : list of int
+        The CSV line of each item.
     """
 
     categories: list[str]
     image_paths: list[Path]
     audio_paths: list[Path]
     category_ids: list[int]
+    lines: list[int] = field(default_factory=list)
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -85,10 +90,10 @@ def read_pairs_csv(
     """
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    csv_path = Path(csv_path)
+    csv_path = check_path(csv_path, "csv_path")
+    base = check_path(root, "root") if root is not None else csv_path.parent
     if not csv_path.is_file():
         raise FileNotFoundError(f"pairs CSV file not found: {str(csv_path)!r}")
-    base = Path(root) if root is not None else csv_path.parent
     where = f"pairs CSV {str(csv_path)!r}"
     records = []
     try:
@@ -128,7 +133,7 @@ def read_pairs_csv(
 
     names_list, ids = _categories(records, categories, where)
 
-    image_paths, audio_paths, kept_ids, problems = [], [], [], []
+    image_paths, audio_paths, kept_ids, kept_lines, problems = [], [], [], [], []
     for (line, cells), cid in zip(records, ids, strict=True):
         image = _resolve(cells["image"], base)
         audio = _resolve(cells["audio"], base)
@@ -143,6 +148,7 @@ def read_pairs_csv(
         image_paths.append(image)
         audio_paths.append(audio)
         kept_ids.append(cid)
+        kept_lines.append(line)
     if problems:
         shown = "; ".join(problems[:5]) + (
             f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -157,7 +163,7 @@ def read_pairs_csv(
         )
         if not image_paths:
             raise ValueError(f"{where}: every row names a missing file; nothing is left")
-    return PairsIndex(names_list, image_paths, audio_paths, kept_ids)
+    return PairsIndex(names_list, image_paths, audio_paths, kept_ids, kept_lines)
 
 
 def _categories(
