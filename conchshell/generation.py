@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from conchshell._validation import check_categories
+from conchshell._validation import check_categories, check_path
 from conchshell.data.audio import fit_length
 from conchshell.levels import SAMPLE_RATE, level_index, level_name
 
@@ -252,6 +252,8 @@ class GenerationMixin:
 
         Raises
         ------
+        TypeError
+            When ``images`` or ``out_dir`` is bytes rather than a str or path.
         ValueError
             When a name is not a plain file name (empty, a path, ``..``), two
             images share a name (one would overwrite the other), or a file
@@ -381,7 +383,7 @@ def check_targets(
     out_dir: str | Path, names: Sequence[str], items: Sequence[object], overwrite: bool
 ) -> None:
     """Refuse to write over an input image, or over any file unless ``overwrite``."""
-    out = Path(out_dir)
+    out = check_path(out_dir, "out_dir")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir {out} is a file, not a folder")
     inputs = {Path(x).resolve() for x in items if isinstance(x, str | Path)}

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers_data import write_image, write_tone
+from helpers_data import make_bop, write_image, write_tone
 from PIL import Image
 from safetensors.torch import save_file
 from test_mos_fixtures import make_samples
@@ -412,6 +412,102 @@ def _predict_corrupt_image_args(tmp, ctx):
     return ["predict", ctx["model_dir"], tmp / "bad.png", "-o", tmp / "o"]
 
 
+def _edit_params(folder: Path, edit: Callable[[dict], object]) -> None:
+    meta = json.loads((folder / "params.json").read_text())
+    edit(meta)
+    (folder / "params.json").write_text(json.dumps(meta))
+
+
+def _model_class_entry(target: str):
+    def run(tmp, ctx):
+        # Were the entry called, it would write this file (and the case would fail on it).
+        victim = tmp / "out" / "written-by-the-attacker"
+        folder = _copy_model(ctx["model_dir"], tmp / "m")
+        spec = {"class": target, "params": {"path": str(victim), "tree": {}}}
+        _edit_params(folder, lambda m: m["estimator"]["fitted"].update(encoder=spec))
+        return ImageToMusic.load(folder)
+
+    return run
+
+
+def _model_params_binary(tmp, ctx):
+    folder = _copy_model(ctx["model_dir"], tmp / "m")
+    (folder / "params.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    return ImageToMusic.load(folder)
+
+
+def _model_level_banana(tmp, ctx):
+    folder = _copy_model(ctx["model_dir"], tmp / "m")
+    _edit_params(folder, lambda m: m.update(level="banana"))
+    return ImageToMusic.load(folder)
+
+
+def _model_nan_weights(tmp, ctx):
+    folder = _copy_model(ctx["model_dir"], tmp / "m")
+    tree = load_tree(folder / "model.safetensors")
+    key = next(iter(tree["generator"]))
+    tree["generator"][key] = torch.full_like(tree["generator"][key], float("nan"))
+    save_tree(folder / "model.safetensors", tree)
+    return ImageToMusic.load(folder)
+
+
+def _fresh_fit_into_used_checkpoints(tmp, ctx):
+    folder = _copy_model(ctx["checkpoints"], tmp / "ckpt")
+    toy = make_toy_dataset(n_per_category=1, n_samples=16000, random_state=0)
+    return _tiny_resumer(folder).fit(toy)  # no resume=True: must not continue the old run
+
+
+def _generate_over_existing_file(tmp, ctx):
+    photo = _png(tmp, "beach.png")
+    (tmp / "music").mkdir()
+    (tmp / "music" / "beach.wav").write_bytes(b"mine")
+    return ctx["model"].generate_files([photo], tmp / "music")
+
+
+def _generate_over_input_image(tmp, ctx):
+    photo = _png(tmp, "beach.png")
+    return ctx["model"].generate_files([photo], tmp, overwrite=True)
+
+
+def _generate_into_a_file(tmp, ctx):
+    (tmp / "music").write_text("a file, not a folder")
+    return ctx["model"].generate_files([torch.zeros(3, 224, 224)], tmp / "music")
+
+
+def _pairs_with_audio(tmp, write) -> Path:
+    """A pairs CSV whose second and third rows use the clip ``write`` makes."""
+    png, good = _png(tmp), write_tone(tmp / "good.wav")
+    bad = write(tmp / "bad.wav")
+    path = tmp / "pairs.csv"
+    path.write_text(f"image,audio,category\n{png},{good},x\n{png},{bad},x\n{png},{bad},y\n")
+    return path
+
+
+def _nan_wav(path: Path) -> Path:
+    wave = np.full(1600, 0.1, dtype=np.float32)
+    wave[1000] = np.nan
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    return path
+
+
+def _csv_corrupt_wav(tmp, _):
+    return load_pairs(_pairs_with_audio(tmp, lambda p: (p.write_bytes(b"RIFF\0\0junk"), p)[1]))
+
+
+def _csv_empty_wav(tmp, _):
+    return load_pairs(_pairs_with_audio(tmp, lambda p: (p.write_bytes(b""), p)[1]))
+
+
+def _csv_nan_wav(tmp, _):
+    return load_pairs(_pairs_with_audio(tmp, _nan_wav))
+
+
+def _bop_nan_wav(tmp, _):
+    root = make_bop(tmp / "BOP", npy=False)
+    _nan_wav(root / "Wav" / "ocean" / "o0.wav")
+    return load_bop(root, "train")
+
+
 def _cli_case(args: Callable[[Path, dict], list]):
     return lambda tmp, ctx: _cli(args(tmp, ctx))
 
@@ -428,6 +524,13 @@ CASES = [
     Bad("two-channel-batch", "image", _two_channel_batch, ValueError, r"dimension 1 is 2"),
     Bad("inf-in-batch", "image", _inf_in_batch, ValueError, "NaN or infinite"),
     Bad("bytes-as-image", "image", _bytes_as_image, TypeError, "got bytes"),
+    Bad(
+        "bytes-path-image-batch",
+        "image",
+        lambda t, c: to_image_batch(b"x.jpg"),
+        TypeError,
+        r"images must be .*, got bytes: b'x\.jpg' \(a path: decode it with os\.fsdecode",
+    ),
     Bad("empty-image-list", "image", _empty_image_list, ValueError, "at least one image"),
     # audio
     Bad("truncated-wav", "audio", _truncated_wav, ValueError, r"clip\.wav.*truncated"),
@@ -447,6 +550,50 @@ CASES = [
     Bad("csv-corrupt-image", "dataset", _csv_corrupt_image, ValueError, r"bad\.png"),
     Bad("bop-root-is-file", "dataset", _bop_root_is_a_file, FileNotFoundError, r"ok\.png"),
     Bad("bop-unknown-split", "dataset", _bop_unknown_split, ValueError, r"got 'test'"),
+    Bad(
+        "csv-corrupt-wav",
+        "dataset",
+        _csv_corrupt_wav,
+        ValueError,
+        r"pairs\.csv', lines 3, 4: cannot read audio file '.*bad\.wav'",
+    ),
+    Bad(
+        "csv-empty-wav",
+        "dataset",
+        _csv_empty_wav,
+        ValueError,
+        r"pairs\.csv', lines 3, 4: audio file '.*bad\.wav' is empty \(0 bytes\)",
+    ),
+    Bad(
+        "csv-nan-wav",
+        "dataset",
+        _csv_nan_wav,
+        ValueError,
+        r"pairs\.csv', lines 3, 4: audio file '.*bad\.wav' contains NaN or infinite samples "
+        r"\(the first at frame 1000",
+    ),
+    Bad(
+        "bop-nan-wav",
+        "dataset",
+        _bop_nan_wav,
+        ValueError,
+        r"'train' split of BOP '.*BOP', Label\.xlsx rows? [\d, ]+: audio file '.*o0\.wav' "
+        r"contains NaN",
+    ),
+    Bad(
+        "bytes-path-load-bop",
+        "dataset",
+        lambda t, c: load_bop(b"BOP"),
+        TypeError,
+        r"root must be a str or a path, got bytes: b'BOP'",
+    ),
+    Bad(
+        "bytes-path-load-pairs",
+        "dataset",
+        lambda t, c: load_pairs(b"pairs.csv"),
+        TypeError,
+        r"csv_path must be a str or a path, got bytes: b'pairs\.csv'",
+    ),
     Bad("fit-no-audio", "dataset", _fit_images_without_audio, ValueError, r"need their audio"),
     Bad("fit-length-mismatch", "dataset", _fit_mismatched_lengths, ValueError, r"2 items.*3"),
     Bad("fit-negative-category", "dataset", _fit_negative_category, ValueError, r"\[-1\]"),
@@ -521,6 +668,120 @@ CASES = [
         ValueError,
         r"share the name",
         ("model",),
+    ),
+    Bad(
+        "model-class-is-a-function",
+        "checkpoint",
+        _model_class_entry("conchshell.io.save_tree"),
+        ValueError,
+        r"params\.json entry 'fitted\.encoder' names 'conchshell\.io\.save_tree', which is not "
+        r"a conchshell component class",
+        ("model",),
+    ),
+    Bad(
+        "model-class-module-missing",
+        "checkpoint",
+        _model_class_entry("conchshell.no_such_module.Thing"),
+        ValueError,
+        r"entry 'fitted\.encoder' names 'conchshell\.no_such_module\.Thing', which is not",
+        ("model",),
+    ),
+    Bad(
+        "model-params-binary",
+        "checkpoint",
+        _model_params_binary,
+        ValueError,
+        r"m/params\.json is not a UTF-8 text file",
+        ("model",),
+    ),
+    Bad(
+        "model-level-banana",
+        "checkpoint",
+        _model_level_banana,
+        ValueError,
+        r"params\.json: level 'banana' is not valid",
+        ("model",),
+    ),
+    Bad(
+        "model-nan-weights",
+        "checkpoint",
+        _model_nan_weights,
+        ValueError,
+        r"model\.safetensors: the generator's weights contain NaN or infinite values \(in '",
+        ("model",),
+    ),
+    Bad(
+        "bytes-path-load",
+        "checkpoint",
+        lambda t, c: ImageToMusic.load(bytes(c["model_dir"])),
+        TypeError,
+        r"path must be a str or a path, got bytes: b'",
+        ("model",),
+    ),
+    Bad(
+        "bytes-path-save",
+        "output",
+        lambda t, c: c["model"].save(b"saved-model"),
+        TypeError,
+        r"path must be a str or a path, got bytes: b'saved-model'",
+        ("model",),
+    ),
+    Bad(
+        "bytes-path-generate-images",
+        "output",
+        lambda t, c: c["model"].generate_files(b"x.jpg", t / "out"),
+        TypeError,
+        r"images must be .*, got bytes: b'x\.jpg'",
+        ("model",),
+    ),
+    Bad(
+        "bytes-path-generate-out-dir",
+        "output",
+        lambda t, c: c["model"].generate_files([torch.zeros(3, 224, 224)], b"out"),
+        TypeError,
+        r"out_dir must be a str or a path, got bytes: b'out'",
+        ("model",),
+    ),
+    Bad(
+        "out-dir-is-a-file",
+        "output",
+        _generate_into_a_file,
+        FileExistsError,
+        r"out_dir .*music is a file, not a folder",
+        ("model",),
+    ),
+    Bad(
+        "generate-over-existing-file",
+        "output",
+        _generate_over_existing_file,
+        FileExistsError,
+        r"music/beach\.wav already exists; pass overwrite=True",
+        ("model",),
+    ),
+    Bad(
+        "generate-over-input-image",
+        "output",
+        _generate_over_input_image,
+        ValueError,
+        r"beach\.png would overwrite the input image",
+        ("model",),
+    ),
+    Bad(
+        "fresh-fit-into-used-checkpoints",
+        "checkpoint",
+        _fresh_fit_into_used_checkpoints,
+        ValueError,
+        r"checkpoint_dir .*ckpt already holds checkpoints of a run \(stages\.safetensors, "
+        r"step-000000001\.safetensors\); fit\(\.\.\., resume=True\) continues that run",
+        ("ckpt",),
+    ),
+    Bad(
+        "resume-other-run",
+        "checkpoint",
+        lambda t, c: _resume_with(t, c, random_state=1),
+        ValueError,
+        r"stages\.safetensors belongs to another run \(its random seed differ",
+        ("ckpt",),
     ),
     Bad(
         "resume-other-generator",
