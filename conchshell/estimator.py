@@ -138,6 +138,9 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
     warm_start_steps : int, default=0
         Generator regression steps on the target latents before the GAN
         (``Generator.fit``); 0 trains adversarially from the start, as the paper.
+    gan_crop : int or None, default=None
+        Latent frames per clip the discriminator and the losses see in a GAN
+        step (a random window); ``None``: the whole sequence, as the paper.
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of :meth:`predict`. ``"bfloat16"`` autocasts matrix products
         and convolutions (about 3x faster on CPUs with bf16 support).
@@ -212,6 +215,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         lr_gamma_g: float = 0.8,
         lr_gamma_d: float = 0.9,
         warm_start_steps: int = 0,
+        gan_crop: int | None = None,
         precision: str = "float32",
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
@@ -242,6 +246,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         self.lr_gamma_g = lr_gamma_g
         self.lr_gamma_d = lr_gamma_d
         self.warm_start_steps = warm_start_steps
+        self.gan_crop = gan_crop
         self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -266,6 +271,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         "lr_gamma_g": [Interval(Real, 0, None, closed="neither")],
         "lr_gamma_d": [Interval(Real, 0, None, closed="neither")],
         "warm_start_steps": [Interval(Integral, 0, None, closed="left")],
+        "gan_crop": [None, Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16"})],
         "checkpoint_dir": [None, str, PathLike],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],

@@ -751,6 +751,32 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
             raise ValueError(f"n_samples must be >= 0, got {n_samples}")
         return math.ceil(n_samples / self.hop_length(level))
 
+    def receptive_field(self, level: str | int) -> int:
+        """Audio samples one latent step of ``level`` depends on (its encoder's receptive field).
+
+        Encoding a stretch of audio that reaches this far beyond a latent step
+        on either side gives that step as encoding the whole clip does (up to
+        rounding), which lets a training step encode only the frames it uses.
+
+        Parameters
+        ----------
+        level : {"deep", "low", "high"} or int
+
+        Returns
+        -------
+        int
+            ``1 + sum((kernel - 1) * dilation * jump)`` over the encoder's
+            convolutions in order, ``jump`` being the product of the strides
+            before each.
+        """
+        self._check_initialized()
+        field, jump = 1, 1
+        for layer in self.module_.encoders[self._level(level)].modules():
+            if isinstance(layer, nn.Conv1d):
+                field += (layer.kernel_size[0] - 1) * layer.dilation[0] * jump
+                jump *= layer.stride[0]
+        return field
+
     def _level(self, level: str | int) -> int:
         index = level_index(level)
         if index >= self.levels:

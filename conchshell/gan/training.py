@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "CheckpointFolder",
     "GANTrainer",
     "build_gan",
+    "crop_window",
     "gan_step",
     "make_optimizers",
     "run_identity",
@@ -88,6 +90,8 @@ def run_identity(
     # random_state is part of the identity through the seed it gives.
     skip = _RESUMABLE | {"random_state"}
     params = {k: v for k, v in describe(model)["params"].items() if k not in skip}
+    if params.get("gan_crop", 0) is None:
+        del params["gan_crop"]  # unset: the identity of runs from before it existed
     param_digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     data = hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes())
     data.update(categories.cpu().numpy().astype(np.int64).tobytes())
@@ -150,6 +154,11 @@ def gan_step(
     categories: torch.Tensor,
     audio: torch.Tensor,
     level: int,
+    *,
+    crop: int | None = None,
+    offsets: torch.Tensor | None = None,
+    precision: str = "float32",
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One discriminator update, then one generator update.
 
@@ -170,6 +179,23 @@ def gan_step(
         The real clips paired with the features.
     level : int
         Jukebox level index of the latents.
+    crop : int or None, default=None
+        Latent frames the discriminator and the losses see. ``None`` (or at
+        least the sequence length) shows them the whole sequence, as the
+        paper; otherwise each clip shows one window of ``crop`` frames (see
+        :func:`crop_window`), the same for its real and generated latents,
+        and the audio terms compare the decoded window with the real samples
+        it covers.
+    offsets : torch.Tensor of shape (batch,), int, optional
+        First frame of each clip's window; ``None`` draws them from torch's
+        global generator. Only read with a ``crop``.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the discriminator's passes: ``"bfloat16"`` autocasts
+        them (its weights, gradients and outputs stay float32).
+    timings : dict or None, default=None
+        When given, gains the seconds of each part of the step (``generate``,
+        ``d_pass``, ``g_pass``, ``audio``, ``g_backward``), added to what it
+        holds.
 
     Returns
     -------
@@ -178,12 +204,19 @@ def gan_step(
         generator's ``g_<term>``; ``skipped_d`` / ``skipped_g`` name the
         reason when that network's update was skipped.
     """
-    with torch.no_grad():
-        real = codec.transform(audio, level=level)
-    fake = g_model(features, categories)
+    clock = _Clock(timings)
+    discriminate = _autocast(d_model, precision)
+    if crop is None:
+        with torch.no_grad():
+            real = codec.transform(audio, level=level)
+        fake = fake_full = g_model(features, categories)
+    else:
+        fake_full = g_model(features, categories)
+        real, fake, audio = crop_window(codec, audio, fake_full, level, crop, offsets)
+    clock("generate")
     # Real and detached fake latents in one forward pass: DDP allows one forward
     # per backward.
-    both = d_model(torch.cat([real, fake.detach()]))
+    both = discriminate(torch.cat([real, fake.detach()]))
     n = real.shape[0]
     d_real = [[t[:n] for t in scale] for scale in both]
     d_fake = [[t[n:] for t in scale] for scale in both]
@@ -193,17 +226,19 @@ def gan_step(
     }
     opt_d.zero_grad(set_to_none=True)
     guarded_step(d_terms["total"], d_model, opt_d, record, "skipped_d")
-    if not finite_everywhere(fake):
+    clock("d_pass")
+    if not finite_everywhere(fake_full):
         # The codec refuses non-finite latents: skip the generator's update instead.
         record["skipped_g"] = "non-finite output"
         opt_d.zero_grad(set_to_none=True)
         return record
     # The wave and mel terms pass through straight-through quantisation and the
     # frozen, differentiable decoder, so they reach the generator.
-    fake_out = d_model(fake)
+    fake_out = discriminate(fake)
     with torch.no_grad():
-        real_out = d_model(real)
+        real_out = discriminate(real)
         target_q, _ = codec.quantize(real, level=level)
+    clock("g_pass")
     fake_q, _ = codec.quantize(fake, level=level)
     fake_audio = codec.decode(fake_q, level=level)[..., : audio.shape[-1]]
     g_terms = loss.generator(
@@ -216,10 +251,113 @@ def gan_step(
         quantized_target=target_q,
     )
     record.update({f"g_{k}": float(v.detach()) for k, v in g_terms.items()})
+    clock("audio")
     opt_g.zero_grad(set_to_none=True)
     guarded_step(g_terms["total"], g_model, opt_g, record, "skipped_g")
     opt_d.zero_grad(set_to_none=True)  # the generator's backward left gradients in D
+    clock("g_backward")
     return record
+
+
+def crop_window(
+    codec: Any,
+    audio: torch.Tensor,
+    fake: torch.Tensor,
+    level: int,
+    crop: int,
+    offsets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One window of ``crop`` latent frames per clip: real latents, fake latents, real audio.
+
+    Clip ``i``'s window is frames ``offsets[i]`` to ``offsets[i] + crop`` of
+    both its generated and its real latents, and samples ``offsets[i] * hop``
+    to ``(offsets[i] + crop) * hop`` of its audio (zero-padded to a whole hop,
+    as the codec pads it). The real latents are the codec's latents of the
+    whole clip at those frames, computed from the audio the window depends on
+    (the window widened by the encoder's receptive field), so a short window
+    is cheap to encode.
+
+    Parameters
+    ----------
+    codec : JukeboxCodec
+        Encodes the real audio; gives the hop and receptive field of ``level``.
+    audio : torch.Tensor of shape (batch, samples)
+        The real clips.
+    fake : torch.Tensor of shape (batch, channels, frames)
+        The generator's latents of those clips (the graph is kept).
+    level : int
+        Jukebox level index.
+    crop : int
+        Frames per window; at least ``frames`` returns the whole sequences
+        (the real latents encoded from the whole clips).
+    offsets : torch.Tensor of shape (batch,), int, or None
+        First frame of each window, in ``[0, frames - crop]``; ``None`` draws
+        them from torch's global generator.
+
+    Returns
+    -------
+    real, fake : torch.Tensor of shape (batch, channels, crop)
+        The real latents without gradient; the fake ones keep the graph.
+    audio : torch.Tensor of shape (batch, crop * hop)
+    """
+    frames = fake.shape[-1]
+    if crop >= frames:
+        with torch.no_grad():
+            return codec.transform(audio, level=level), fake, audio
+    batch, hop = fake.shape[0], codec.hop_length(level)
+    if offsets is None:
+        offsets = torch.randint(0, frames - crop + 1, (batch,))
+    starts = [int(o) for o in offsets]
+    if len(starts) != batch or not all(0 <= o <= frames - crop for o in starts):
+        raise ValueError(f"offsets must be {batch} frames in [0, {frames - crop}], got {starts}")
+    audio = torch.nn.functional.pad(audio, (0, max(frames * hop - audio.shape[-1], 0)))
+    # Encode each window widened by the receptive field, clamped inside the clip
+    # (where encoding the whole clip sees the same zero padding).
+    margin = -(-codec.receptive_field(level) // hop)
+    span = min(frames, crop + 2 * margin)
+    firsts = [min(max(o - margin, 0), frames - span) for o in starts]
+    wide = torch.stack([audio[i, f * hop : (f + span) * hop] for i, f in enumerate(firsts)])
+    with torch.no_grad():
+        real = codec.transform(wide, level=level)
+
+    def window(x: torch.Tensor, i: int, first: int = 0) -> torch.Tensor:
+        return x[i, :, starts[i] - first : starts[i] - first + crop]
+
+    return (
+        torch.stack([window(real, i, f) for i, f in enumerate(firsts)]),
+        torch.stack([window(fake, i) for i in range(batch)]),
+        torch.stack([audio[i, o * hop : (o + crop) * hop] for i, o in enumerate(starts)]),
+    )
+
+
+def _autocast(d_model: torch.nn.Module, precision: str) -> Callable[[torch.Tensor], Any]:
+    """``d_model`` run in ``precision`` ("float32" or "bfloat16"), its outputs in float32."""
+    if precision == "float32":
+        return d_model
+    if precision != "bfloat16":
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+
+    def run(latents: torch.Tensor) -> list[list[torch.Tensor]]:
+        with torch.autocast(latents.device.type, dtype=torch.bfloat16):
+            outputs = d_model(latents)
+        return [[t.float() for t in scale] for scale in outputs]
+
+    return run
+
+
+class _Clock:
+    """Adds the seconds since its previous call to ``timings[name]`` (nothing without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is None:
+            return
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 class CheckpointFolder:
@@ -305,9 +443,10 @@ class CheckpointFolder:
         differ = [k for k in ("seed", "params", "data") if saved.get(k) != self.run.get(k)]
         if differ:
             what = {"seed": "random seed", "params": "parameters", "data": "training data"}
+            verb = "differ" if len(differ) > 1 or differ == ["params"] else "differs"
             raise ValueError(
                 f"checkpoint {path} belongs to another run (its "
-                f"{' and '.join(what[k] for k in differ)} differ from this fit's); resume with "
+                f"{' and '.join(what[k] for k in differ)} {verb} from this fit's); resume with "
                 "the settings and data it was written with, or use another checkpoint_dir"
             )
 
@@ -385,8 +524,8 @@ class GANTrainer:
         Process group context (:mod:`conchshell.distributed`).
     device : torch.device
     seed : int
-        Seeds the data order and the augmentation.
-    batch_size, max_steps, max_time, checkpoint_every, max_bad_steps, verbose
+        Seeds the data order, the augmentation and the crop windows.
+    batch_size, max_steps, max_time, checkpoint_every, max_bad_steps, verbose, gan_crop
         As in :class:`~conchshell.estimator.ImageToMusic`.
     checkpoints : CheckpointFolder or None
         Where to write checkpoints; ``None`` writes none.
@@ -421,6 +560,7 @@ class GANTrainer:
         max_bad_steps: int,
         checkpoints: CheckpointFolder | None,
         verbose: int,
+        gan_crop: int | None = None,
         **optim: Any,
     ) -> None:
         self.generator, self.discriminator = generator, discriminator
@@ -436,6 +576,9 @@ class GANTrainer:
         )
         self.order = torch.Generator().manual_seed(seed)
         self.aug = np.random.default_rng(seed)
+        # The crop windows have their own stream: a crop leaves the data order and augmentation.
+        self.crop = gan_crop
+        self.crops = torch.Generator().manual_seed(_derived_seed(seed, "crop"))
         self.step = 0
         self.queue: list[int] = []  # what is left of the current epoch's permutation
         self.history: list[dict[str, Any]] = []
@@ -454,6 +597,7 @@ class GANTrainer:
             "sched_d": self.sched_d.state_dict(),
             "order_rng": self.order.get_state(),
             "aug_rng": json.dumps(self.aug.bit_generator.state),
+            "crop_rng": self.crops.get_state(),
             "torch_rng": torch.get_rng_state(),
             "queue": list(self.queue),
             "history": self.history,
@@ -489,6 +633,8 @@ class GANTrainer:
         self.load_trainables(state)
         self.order.set_state(state["order_rng"])
         self.aug.bit_generator.state = json.loads(state["aug_rng"])
+        if "crop_rng" in state:  # written before crops existed: nothing was drawn
+            self.crops.set_state(state["crop_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.queue = list(state["queue"])
@@ -502,6 +648,18 @@ class GANTrainer:
         batch = self.queue[: self.batch_size * world]
         self.queue = self.queue[self.batch_size * world :]
         return batch[self.dist.rank :: world]
+
+    def _window(self) -> dict[str, Any]:
+        """``gan_step``'s crop and this process's window offsets (none without a crop)."""
+        frames = self.codec.latent_length(self.n_samples, self.level)
+        if self.crop is None or self.crop >= frames:
+            return {}
+        # Every rank draws the global batch's offsets, so the stream stays the same on all.
+        world = self.dist.world_size
+        offsets = torch.randint(
+            0, frames - self.crop + 1, (self.batch_size * world,), generator=self.crops
+        )
+        return {"crop": self.crop, "offsets": offsets[self.dist.rank :: world]}
 
     def fit(
         self,
@@ -554,6 +712,7 @@ class GANTrainer:
                     categories[idx].to(self.device),
                     clips(mine, self.aug).to(self.device),
                     self.level,
+                    **self._window(),
                 )
                 self.step += 1
                 self.sched_g.step()
@@ -649,8 +808,14 @@ def _mismatch(path: Path, exc: BaseException) -> ValueError:
 # The estimator's parameters that configure the GAN stage (GANTrainer's keywords).
 _GAN_SETTINGS = (
     "batch_size max_steps max_time checkpoint_every max_bad_steps verbose "
-    "lr_g lr_d betas weight_decay lr_step lr_gamma_g lr_gamma_d"
+    "lr_g lr_d betas weight_decay lr_step lr_gamma_g lr_gamma_d gan_crop"
 ).split()
+
+
+def _derived_seed(seed: int, name: str) -> int:
+    """A seed for the stream ``name``, derived from the run's seed."""
+    digest = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def build_gan(model: Any, in_features: int) -> None:
@@ -682,6 +847,25 @@ def build_gan(model: Any, in_features: int) -> None:
         )
     if not hasattr(model.discriminator_, "module_"):
         model.discriminator_.initialize()
+    _check_crop(model)
+
+
+def _check_crop(model: Any) -> None:
+    """Refuse a ``gan_crop`` too short for the discriminator or the mel loss."""
+    crop, codec = model.gan_crop, model.codec_
+    if crop is None or crop >= codec.latent_length(model._n_samples, model.level_):
+        return
+    width = codec.get_params()["emb_width"]
+    need = -(-model.discriminator_.module_.min_length() // width)
+    n_fft = getattr(model.loss_, "n_fft", 0) if getattr(model.loss_, "mel", 0) else 0
+    # The mel spectrogram reflects n_fft // 2 samples at each end: the window must be longer.
+    need = max(need, n_fft // 2 // codec.hop_length(model.level_) + 1)
+    if crop < need:
+        raise ValueError(
+            f"gan_crop={crop} latent frames is too short at the {level_name(model.level_)!r} "
+            f"level: the discriminator and the mel loss need at least {need}; raise it, or "
+            "set it to None for the whole sequence"
+        )
 
 
 def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Tensor) -> None:
