@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
+from conchshell._validation import check_path
 from conchshell._version import __version__
 from conchshell.io import _flatten as flatten
 from conchshell.io import atomic_write, load_tree, parse_tree, save_tree
@@ -149,7 +150,9 @@ def describe(est: BaseEstimator, fitted: bool = False) -> dict[str, Any]:
     return desc
 
 
-def build(desc: object, entry: str = "estimator") -> BaseEstimator:
+def build(
+    desc: object, entry: str = "estimator", where: str | Path = "params.json"
+) -> BaseEstimator:
     """Rebuild an estimator from :func:`describe`'s output (registered classes only).
 
     Parameters
@@ -158,6 +161,8 @@ def build(desc: object, entry: str = "estimator") -> BaseEstimator:
         ``{"class": dotted path, "params": {...}}``.
     entry : str
         Where ``desc`` sits in ``params.json``, for error messages.
+    where : str or Path, default="params.json"
+        The file ``desc`` was read from, for error messages.
 
     Returns
     -------
@@ -172,18 +177,18 @@ def build(desc: object, entry: str = "estimator") -> BaseEstimator:
         module that does not exist, any other class) or is malformed.
     """
     if not isinstance(desc, dict) or not isinstance(desc.get("params"), dict):
-        raise ValueError(f"params.json entry {entry!r} is not a component description")
+        raise ValueError(f"{where} entry {entry!r} is not a component description")
     path = desc.get("class")
     cls = component_classes().get(path) if isinstance(path, str) else None
     if cls is None:
         raise ValueError(
-            f"params.json entry {entry!r} names {path!r}, which is not a conchshell component "
+            f"{where} entry {entry!r} names {path!r}, which is not a conchshell component "
             "class; refusing to load it"
         )
     params = {}
     for key, value in desc["params"].items():
         if isinstance(value, dict) and "__estimator__" in value:
-            params[key] = build(value["__estimator__"], f"{entry}.{key}")
+            params[key] = build(value["__estimator__"], f"{entry}.{key}", where)
         elif isinstance(value, dict) and "__tuple__" in value:
             params[key] = tuple(value["__tuple__"])
         else:
@@ -192,7 +197,7 @@ def build(desc: object, entry: str = "estimator") -> BaseEstimator:
         return cls(**params)
     except TypeError as exc:
         raise ValueError(
-            f"params.json entry {entry!r} has parameters {cls.__name__} does not take: {exc}"
+            f"{where} entry {entry!r} has parameters {cls.__name__} does not take: {exc}"
         ) from exc
 
 
@@ -249,12 +254,6 @@ def load_stages(model: Any, path: Path) -> None:
         restore_attrs(comp, state.get(f"{name}_attrs", {}))
 
 
-def _check_path(path: object, name: str) -> Path:
-    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
-        raise TypeError(f"{name} must be a str or a path, got {type(path).__name__}: {path!r}")
-    return Path(path)
-
-
 def save_model(model: Any, path: str | Path) -> Path:
     """Write a fitted model to a folder (see the module's description).
 
@@ -270,7 +269,7 @@ def save_model(model: Any, path: str | Path) -> Path:
     Path
         The folder.
     """
-    folder = _check_path(path, "path")
+    folder = check_path(path, "path")
     if int(os.environ.get("RANK", "0")) != 0:
         return folder
     if folder.name in ("", ".", ".."):
@@ -409,7 +408,7 @@ def load_model(cls: type, path: str | Path, device: str | None = None) -> Any:
         When its files are damaged, tampered with or do not fit together,
         naming the folder.
     """
-    folder = _check_path(path, "path")
+    folder = check_path(path, "path")
     try:
         return _load(cls, folder, device)
     except (KeyError, TypeError, AttributeError, RuntimeError, json.JSONDecodeError) as exc:
@@ -461,7 +460,7 @@ def _load(cls: type, folder: Path, device: str | None) -> Any:
         level = level_index(meta.get("level"))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{params_file}: level {meta.get('level')!r} is not valid: {exc}") from exc
-    model = build(meta["estimator"])
+    model = build(meta["estimator"], "estimator", params_file)
     if not isinstance(model, cls):
         raise ValueError(f"{params_file} describes a {type(model).__name__}, not a {cls.__name__}")
     if device is not None:
@@ -472,7 +471,7 @@ def _load(cls: type, folder: Path, device: str | None) -> Any:
     fitted = meta["estimator"]["fitted"]
     for name in COMPONENTS:
         spec = fitted.get(name)
-        comp = build(spec, f"fitted.{name}") if spec is not None else None
+        comp = build(spec, f"fitted.{name}", params_file) if spec is not None else None
         if comp is not None and "device" in comp.get_params(deep=False) and device is not None:
             comp.set_params(device=device)
         if comp is not None:
