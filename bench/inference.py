@@ -207,19 +207,28 @@ def work_train(cfg: dict[str, Any]) -> dict[str, Any]:
             cfg["preset"], cfg["size"], random_state=0, verbose=0, device="cpu"
         ).initialize()
     batch = int(cfg.get("batch") or model.batch_size)
-    n_feat = int(model.generator_.get_params()["in_features"])
+    n_feat = int(model.generator_.in_features_)
     gen, disc = model.generator_.module_, model.discriminator_.module_
     gen.train()
     disc.train()
+    from conchshell.gan.training import gan_step, make_optimizers
+
     model.codec_.freeze()
-    opt_g, opt_d, _, _ = model._optimizers(gen, disc)
+    opt_g, opt_d, _, _ = make_optimizers(
+        gen,
+        disc,
+        **{k: getattr(model, k) for k in ("lr_g", "lr_d", "betas", "weight_decay")},
+        lr_step=model.lr_step,
+        lr_gamma_g=model.lr_gamma_g,
+        lr_gamma_d=model.lr_gamma_d,
+    )
     feats = torch.randn(batch, n_feat)
     cats = torch.zeros(batch, dtype=torch.long)
     audio = 0.1 * torch.randn(batch, model._n_samples)
 
     def step() -> None:
-        # The estimator's own step (private API): the same code fit() runs.
-        model._gan_step(
+        # The library's own step: the same code fit() runs.
+        gan_step(
             gen, disc, opt_g, opt_d, model.codec_, model.loss_, feats, cats, audio, model.level_
         )
 
