@@ -128,9 +128,7 @@ def run_demo(
     gallery = out / "gallery"
     pairs = zip(val.image_paths, val.category_ids, strict=True)
     names = [f"{val.categories[c]}-{p.stem}" for p, c in pairs]
-    model.generate_files(
-        [str(p) for p in val.image_paths], gallery, names=names, overwrite=True
-    )
+    model.generate_files([str(p) for p in val.image_paths], gallery, names=names, overwrite=True)
     import soundfile as sf
 
     clips = np.stack([sf.read(gallery / f"{n}.wav", dtype="float32")[0] for n in names])

@@ -146,7 +146,7 @@ def test_fitted_model_asked_for_another_level(fitted, toy):
     [
         (
             {"batch_size": 0},
-            r"'batch_size' parameter of ImageToMusic must be an int in the range \[1, inf\)\. Got 0",
+            r"'batch_size' parameter of ImageToMusic must be an int in the range \[1, inf\)",
         ),
         (
             {"lr_g": -1.0},
