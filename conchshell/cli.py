@@ -92,20 +92,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from conchshell.estimator import ImageToMusic
-    from conchshell.generation import IMAGE_SUFFIXES
+    from conchshell.generation import expand_images
 
-    images: list[str] = []
     for image in args.images:
-        if image.is_dir():  # a folder of photos: each of its images
-            images += [
-                str(p) for p in sorted(image.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-            ]
-        elif image.is_file():
-            images.append(str(image))
-        else:
+        if not image.exists():
             raise CLIError(f"image not found: {image}")
-    if not images:
-        raise CLIError(f"no image (.jpg, .jpeg, .png) in {', '.join(map(str, args.images))}")
+    images = expand_images([str(p) for p in args.images])  # a folder gives each of its photos
     model = ImageToMusic.load(args.model)
     categories = None if args.category is None else [args.category] * len(images)
     written = model.generate_files(

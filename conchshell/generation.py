@@ -22,7 +22,7 @@ from conchshell._validation import check_categories, check_path
 from conchshell.data.audio import fit_length
 from conchshell.levels import SAMPLE_RATE, level_index, level_name
 
-__all__ = ["GenerationMixin"]
+__all__ = ["GenerationMixin", "expand_images"]
 
 
 class GenerationMixin:
@@ -231,8 +231,9 @@ class GenerationMixin:
         Parameters
         ----------
         images : path, folder, sequence of paths, PIL images, arrays, or a tensor
-            The pictures, as :meth:`predict` takes them; a folder stands for
-            the ``.jpg``, ``.jpeg`` and ``.png`` files in it, in name order.
+            The pictures, as :meth:`predict` takes them; a folder (alone or in
+            the sequence) stands for the ``.jpg``, ``.jpeg`` and ``.png`` files
+            in it, in name order.
         out_dir : str or Path
             Destination folder; created if missing.
         names : sequence of str, optional
@@ -268,7 +269,7 @@ class GenerationMixin:
         """
         from conchshell.data.images import to_image_batch
 
-        items = _image_items(images)
+        items = expand_images(images)
         if names is None:
             names = [
                 Path(str(x)).stem if isinstance(x, str | Path) else f"item{i:04d}"
@@ -359,24 +360,45 @@ def write_clips(
     return written
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+def expand_images(images: object) -> list[object]:
+    """A path, a sequence or a tensor batch as a list of items; folders become their images.
 
+    Parameters
+    ----------
+    images : path, folder, sequence or torch.Tensor
+        One picture or folder, a sequence of pictures and folders, or a batch.
 
-def _image_items(images: object) -> list[object]:
-    """A path, a folder of images, a sequence or a tensor batch, as a list of items."""
+    Returns
+    -------
+    list
+        One item per picture; a folder gives its ``.jpg``, ``.jpeg`` and
+        ``.png`` files in name order.
+
+    Raises
+    ------
+    TypeError
+        When ``images`` is bytes.
+    ValueError
+        When a folder holds no image.
+    """
+    from conchshell.data.bop import IMAGE_SUFFIXES
+
     if isinstance(images, bytes):
         raise TypeError(f"images must be paths, images or a tensor, got bytes: {images!r}")
     if isinstance(images, torch.Tensor):
         return list(images.unbind(0)) if images.ndim == 4 else [images]
-    if isinstance(images, str | Path):
-        path = Path(images)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ValueError(f"folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-            return [str(p) for p in found]
-        return [images]  # one picture, not a sequence of characters
-    return list(images)
+    # One path is one picture (or one folder), not a sequence of characters.
+    items = [images] if isinstance(images, str | Path) else list(images)
+    out: list[object] = []
+    for item in items:
+        if not (isinstance(item, str | Path) and Path(item).is_dir()):
+            out.append(item)
+            continue
+        found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ValueError(f"folder {item} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        out += [str(p) for p in found]
+    return out
 
 
 def check_targets(
