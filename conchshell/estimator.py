@@ -396,7 +396,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         stages = ckpts.stages if ckpts is not None else None
         restored = resume and stages is not None and stages.is_file()
         if restored:
-            load_stages(self, stages)
+            load_stages(self, stages, ckpts.check_run)
         else:
             self._fit_image_side(images, cats, photo_groups(dataset))
             self._fit_codec(dataset)

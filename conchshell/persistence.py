@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +239,19 @@ def save_stages(model: Any, path: Path, run: dict[str, Any] | None = None) -> No
     save_tree(path, state)
 
 
-def load_stages(model: Any, path: Path) -> None:
-    """Restore what :func:`save_stages` wrote into ``model``'s components."""
+def load_stages(
+    model: Any, path: Path, check_run: Callable[[object, Path], None] | None = None
+) -> None:
+    """Restore what :func:`save_stages` wrote into ``model``'s components.
+
+    ``check_run(saved_identity, path)``, when given, vets the file's run first
+    (:meth:`conchshell.gan.training.CheckpointFolder.check_run`).
+    """
     from conchshell.gan.training import _mismatch
 
     state = load_tree(path)
+    if check_run is not None:
+        check_run(state.get("run"), path)
     for name in ("encoder", "extractor", "codec"):
         comp = _unfrozen(getattr(model, f"{name}_"))
         comp.initialize()

@@ -384,8 +384,9 @@ class CheckpointFolder:
     def open(self, run: dict[str, Any], resume: bool, is_main: bool = True) -> None:
         """Take the folder for the run ``run`` (see :func:`run_identity`).
 
-        A fresh run refuses a folder that holds checkpoints; a resumed one
-        refuses checkpoints of another run.
+        A fresh run refuses a folder that holds checkpoints. A resumed one
+        refuses checkpoints of another run as it reads them (:meth:`check_run`,
+        called by :meth:`latest` and :func:`conchshell.persistence.load_stages`).
 
         Parameters
         ----------
@@ -418,8 +419,6 @@ class CheckpointFolder:
         # A process killed while writing leaves its temporary file: clear it.
         for stale in self.folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
-        if self.stages.is_file():
-            self.check_run(load_tree(self.stages).get("run"), self.stages)
 
     def check_run(self, saved: object, path: Path) -> None:
         """Refuse a checkpoint whose run identity is not this run's.
