@@ -98,13 +98,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if not image.exists():
             raise CLIError(f"image not found: {image}")
     images = expand_images([str(p) for p in args.images])  # a folder gives each of its photos
+    if args.midi:
+        from conchshell.evaluation.transcription import check_transcriber
+
+        try:
+            check_transcriber(midi=True)
+        except ImportError as exc:
+            raise CLIError(f"--midi: {exc}") from exc
     model = ImageToMusic.load(args.model)
     categories = None if args.category is None else [args.category] * len(images)
     written = model.generate_files(
-        images, args.out, categories=categories, overwrite=args.overwrite
+        images, args.out, categories=categories, overwrite=args.overwrite, midi=args.midi
     )
     for path in written:
         print(path)
+        if args.midi:
+            print(path.with_suffix(".mid"))
     return 0
 
 
@@ -263,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--category",
         default=None,
         help="steer the mood: a category name instead of the predicted one",
+    )
+    predict.add_argument(
+        "--midi",
+        action="store_true",
+        help="also write NAME.mid beside NAME.wav: the clip's notes (onsets, pitches, "
+        "velocities, tempo) transcribed by Basic Pitch, for a DAW; needs the transcription extra",
     )
     predict.set_defaults(func=_cmd_predict)
 

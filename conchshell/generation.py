@@ -222,11 +222,12 @@ class GenerationMixin:
         names: Sequence[str] | None = None,
         categories: object = None,
         overwrite: bool = False,
+        midi: bool = False,
     ) -> list[Path]:
         """Write a 16 kHz WAV per image (and a copy of the image) into ``out_dir``.
 
         The folder then has the layout the MOS app serves: ``<name>.wav``
-        beside ``<name>.png``.
+        beside ``<name>.png``, and ``<name>.mid`` with ``midi``.
 
         Parameters
         ----------
@@ -245,6 +246,13 @@ class GenerationMixin:
             Replace files that already exist. Without it an existing file is
             an error, raised before anything is generated. An input image is
             never written over, even with it.
+        midi : bool, default=False
+            Also write ``<name>.mid``: the notes of the generated clip as
+            :func:`conchshell.evaluation.transcribe` hears them (onsets,
+            pitches, velocities) with the clip's estimated tempo, for a DAW
+            (:func:`conchshell.evaluation.write_midi`). A clip without notes
+            gives an empty MIDI file and a warning on the ``"conchshell"``
+            logger. Needs the ``transcription`` extra.
 
         Returns
         -------
@@ -253,8 +261,12 @@ class GenerationMixin:
 
         Raises
         ------
+        ImportError
+            With ``midi``, when the transcriber's packages are missing, before
+            anything is generated; the message gives the install command.
         TypeError
-            When ``images`` or ``out_dir`` is bytes rather than a str or path.
+            When ``images`` or ``out_dir`` is bytes rather than a str or path,
+            or ``midi`` is not a bool.
         ValueError
             When a name is not a plain file name (empty, a path, ``..``), two
             images share a name (one would overwrite the other), or a file
@@ -278,9 +290,19 @@ class GenerationMixin:
         if len(names) != len(items):
             raise ValueError(f"{len(names)} names given for {len(items)} images")
         check_file_names(names)
-        check_targets(out_dir, names, items, overwrite)
+        if not isinstance(midi, bool | np.bool_):
+            raise TypeError(f"midi must be True or False, got {midi!r}")
+        suffixes = (".wav", ".png", ".mid") if midi else (".wav", ".png")
+        check_targets(out_dir, names, items, overwrite, suffixes)
+        if midi:
+            from conchshell.evaluation.transcription import check_transcriber
+
+            check_transcriber(midi=True)
         clips = self.predict(items, categories=categories)
-        return write_clips(out_dir, names, clips, to_image_batch(items), SAMPLE_RATE)
+        written = write_clips(out_dir, names, clips, to_image_batch(items), SAMPLE_RATE)
+        if midi:
+            write_midi_files(out_dir, names, clips, SAMPLE_RATE)
+        return written
 
     def score(self, X: object, y: object = None) -> float:
         """Mean wide-band PESQ between generated and paired audio (the paper's metric).
@@ -360,6 +382,36 @@ def write_clips(
     return written
 
 
+def write_midi_files(
+    out_dir: str | Path, names: Sequence[str], clips: np.ndarray, sample_rate: int
+) -> list[Path]:
+    """Write ``<name>.mid``, the transcription of each clip, atomically.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        An existing folder.
+    names : sequence of str
+        File stem per clip.
+    clips : numpy.ndarray of shape (n, samples)
+        Mono clips at ``sample_rate``.
+    sample_rate : int
+        Rate of ``clips`` in Hz.
+
+    Returns
+    -------
+    list of Path
+        The MIDI files, one per clip, in order.
+    """
+    from conchshell.evaluation.transcription import write_midi
+
+    out = Path(out_dir)
+    return [
+        write_midi(clip, out / f"{name}.mid", sample_rate=sample_rate)
+        for name, clip in zip(names, clips, strict=True)
+    ]
+
+
 def expand_images(images: object) -> list[object]:
     """A path, a sequence or a tensor batch as a list of items; folders become their images.
 
@@ -402,15 +454,33 @@ def expand_images(images: object) -> list[object]:
 
 
 def check_targets(
-    out_dir: str | Path, names: Sequence[str], items: Sequence[object], overwrite: bool
+    out_dir: str | Path,
+    names: Sequence[str],
+    items: Sequence[object],
+    overwrite: bool,
+    suffixes: Sequence[str] = (".wav", ".png"),
 ) -> None:
-    """Refuse to write over an input image, or over any file unless ``overwrite``."""
+    """Refuse to write over an input image, or over any file unless ``overwrite``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The output folder (it may not exist yet).
+    names : sequence of str
+        File stem per item.
+    items : sequence
+        The inputs; those that are paths must not be written over.
+    overwrite : bool
+        Allow replacing existing files.
+    suffixes : sequence of str, default=(".wav", ".png")
+        The files written per name, ``<name><suffix>``.
+    """
     out = check_path(out_dir, "out_dir")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir {out} is a file, not a folder")
     inputs = {Path(x).resolve() for x in items if isinstance(x, str | Path)}
     for name in names:
-        for target in (out / f"{name}.wav", out / f"{name}.png"):
+        for target in (out / f"{name}{suffix}" for suffix in suffixes):
             if target.resolve() in inputs:
                 raise ValueError(
                     f"writing {target} would overwrite the input image {target}; "

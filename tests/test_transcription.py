@@ -218,3 +218,54 @@ def test_bad_inputs():
         transcribe(np.zeros(SAMPLE_RATE), sample_rate=0)
     with pytest.raises(ValueError, match="mono"):
         music_measure(np.zeros((2, 2, SAMPLE_RATE)))
+
+
+def test_note_summary_per_category():
+    calm = np.array([[0.0, 1.0, 60, 80], [1.0, 2.0, 67, 80]])
+    busy = np.array([[0.0, 0.5, 48, 90], [0.5, 1.0, 72, 90], [1.0, 1.5, 84, 90]])
+    empty = np.zeros((0, 4))
+    summary = tr.note_summary([calm, busy, calm, empty], ["ocean", "city", "ocean", "night"])
+    assert list(summary) == ["ocean", "city", "night"]  # order of first appearance
+    assert summary["ocean"] == {
+        "n_clips": 2,
+        "n_notes": 4,
+        "notes_per_second": 0.25,  # 4 notes in two 8-s clips
+        "pitch_low": 60,
+        "pitch_high": 67,
+        "pitch_range": 7,
+    }
+    assert summary["city"]["notes_per_second"] == 3 / 8
+    assert (summary["city"]["pitch_low"], summary["city"]["pitch_range"]) == (48, 36)
+    assert summary["night"] == {
+        "n_clips": 1,
+        "n_notes": 0,
+        "notes_per_second": 0.0,
+        "pitch_low": None,
+        "pitch_high": None,
+        "pitch_range": None,
+    }
+    assert json.loads(json.dumps(summary)) == summary
+    # per-clip lengths, integer categories
+    by_length = tr.note_summary([calm, busy], [0, 0], seconds=[2.0, 1.0])
+    assert by_length == {
+        "0": {
+            "n_clips": 2,
+            "n_notes": 5,
+            "notes_per_second": 5 / 3,
+            "pitch_low": 48,
+            "pitch_high": 84,
+            "pitch_range": 36,
+        }
+    }
+
+
+def test_note_summary_bad_inputs():
+    notes = [np.array([[0.0, 1.0, 60, 80]])]
+    with pytest.raises(ValueError, match="2 categories given for 1 note arrays"):
+        tr.note_summary(notes, ["a", "b"])
+    with pytest.raises(ValueError, match="2 lengths given for 1 clips"):
+        tr.note_summary(notes, ["a"], seconds=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"positive seconds, got 0"):
+        tr.note_summary(notes, ["a"], seconds=0)
+    with pytest.raises(ValueError, match=r"notes\[1\] must have shape \(n_notes, 4\).*\(3,\)"):
+        tr.note_summary([*notes, np.zeros(3)], ["a", "b"])

@@ -15,7 +15,9 @@ notice what matters in piano, so these sit beside them:
   like its own reference more than the others?
 - :func:`transcribe`, :func:`music_measure`, :func:`music_fraction`: notes
   from Basic Pitch's ONNX model, and whether a clip is piano music at all
-  (note coverage, onsets per second, spectral flatness).
+  (note coverage, onsets per second, spectral flatness);
+- :func:`write_midi`, :func:`notes_to_midi`, :func:`note_summary`: those
+  notes as a MIDI file, and their notes per second and pitch range per category.
 
 Each metric is a plain function ``metric(y_true, y_pred, ...)`` on mono 16 kHz
 numpy or torch audio, and a scikit-learn scorer through
@@ -53,7 +55,15 @@ from conchshell.evaluation.relevance import (
 )
 from conchshell.evaluation.scorers import METRICS, evaluate_audio, make_audio_scorer
 from conchshell.evaluation.stft import multi_resolution_stft_distance
-from conchshell.evaluation.transcription import music_fraction, music_measure, transcribe
+from conchshell.evaluation.transcription import (
+    check_notes,
+    music_fraction,
+    music_measure,
+    note_summary,
+    notes_to_midi,
+    transcribe,
+    write_midi,
+)
 from conchshell.evaluation.visqol import visqol_available, visqol_music
 
 __all__ = [
@@ -63,6 +73,7 @@ __all__ = [
     "RelevanceClassifier",
     "beat_coverage",
     "beat_hit",
+    "check_notes",
     "describe",
     "descriptor_agreement",
     "descriptor_distance",
@@ -75,6 +86,8 @@ __all__ = [
     "multi_resolution_stft_distance",
     "music_fraction",
     "music_measure",
+    "note_summary",
+    "notes_to_midi",
     "onset_times",
     "paired_retrieval",
     "real_clips",
@@ -82,4 +95,5 @@ __all__ = [
     "transcribe",
     "visqol_available",
     "visqol_music",
+    "write_midi",
 ]
