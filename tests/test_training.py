@@ -319,3 +319,22 @@ def test_save_history_refuses_what_json_cannot_hold(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.json"):
         load_history(tmp_path / "bad.json")
+
+
+def test_training_log_written_to_a_file_prints_a_line_every_ten_seconds(capsys, monkeypatch):
+    """``make demo > log 2>&1``: 3000 steps over 300 s, 31 lines (start, one per 10 s, end)."""
+    import tqdm.std
+
+    now = [0.0]  # tqdm's clock: each step takes 0.1 s
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)  # no thread on the real clock
+    with TrainingLog(desc="GAN", total=3000, verbose=1) as log:
+        for step in range(1, 3001):
+            now[0] += 0.1
+            log.log({"step": step, "loss": 1.0 / step})
+    err = capsys.readouterr().err
+    assert "\r" not in err  # plain lines: no carriage-return redraws
+    lines = err.splitlines()
+    assert lines[0].startswith("GAN:   0%|") and "3000/3000" in lines[-1]
+    assert len(lines) == 31
+    assert all(line.startswith("GAN: ") for line in lines)
