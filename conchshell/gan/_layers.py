@@ -12,7 +12,13 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from conchshell.base import TorchComponent, seeded
 
-__all__ = ["StateDictPickleMixin", "normal_init_", "resolve_init_std", "wn_conv1d"]
+__all__ = [
+    "StateDictPickleMixin",
+    "he_init_",
+    "normal_init_",
+    "resolve_init_std",
+    "wn_conv1d",
+]
 
 # The authors' (MelGAN-style) initialisation for convolution weights.
 CONV_INIT_STD = 0.02
@@ -49,14 +55,49 @@ def normal_init_(module: nn.Module, std: float | None = CONV_INIT_STD) -> nn.Mod
     return module
 
 
-def resolve_init_std(init_std: object, default: float | None) -> float | None:
-    """Check an ``init_std`` parameter; ``"auto"`` gives ``default``."""
+@torch.no_grad()
+def he_init_(
+    module: nn.Module, slope: float, last: nn.Module | None = None, gain: float = 1.0
+) -> nn.Module:
+    """Signal-preserving initialisation, in place: He-normal weights, zero biases.
+
+    Every convolution and Linear layer gets weights from N(0, 2 / ((1 + slope^2) fan_in))
+    (``torch.nn.init.kaiming_normal_`` for a LeakyReLU of that slope), so activations
+    keep their scale through the stack instead of fading into the biases, which start
+    at zero. ``last`` (the output layer) has its weights scaled by ``gain``, so a
+    bounded output (``tanh``) starts in its linear range.
+    """
+    for sub in module.modules():
+        if not isinstance(sub, nn.Conv1d | nn.Linear):
+            continue
+        weight = torch.empty_like(sub.weight)
+        nn.init.kaiming_normal_(weight, a=slope, nonlinearity="leaky_relu")
+        if sub is last:
+            weight.mul_(gain)
+        if parametrize.is_parametrized(sub, "weight"):
+            sub.weight = weight  # right_inverse: sets g and v
+        else:
+            sub.weight.copy_(weight)
+        if sub.bias is not None:
+            sub.bias.zero_()
+    return module
+
+
+def resolve_init_std(
+    init_std: object, default: float | None, allowed: tuple[str, ...] = ()
+) -> float | str | None:
+    """Check an ``init_std`` parameter; ``"auto"`` gives ``default``; ``allowed`` names pass."""
     if isinstance(init_std, str) and init_std == "auto":
         return default
+    if isinstance(init_std, str) and init_std in allowed:
+        return init_std
     if init_std is None:
         return None
     if isinstance(init_std, bool) or not isinstance(init_std, int | float) or init_std <= 0:
-        raise ValueError(f"init_std must be a positive number, None or 'auto', got {init_std!r}")
+        names = "".join(f", {name!r}" for name in allowed)
+        raise ValueError(
+            f"init_std must be a positive number, None, 'auto'{names}, got {init_std!r}"
+        )
     return float(init_std)
 
 
