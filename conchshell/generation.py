@@ -118,7 +118,9 @@ class GenerationMixin:
             feats = None if self.category_model_ is None else self._features(batch)
             return self._predict_categories(batch, feats).numpy()
 
-    def predict_latents(self, images: object, categories: object = None) -> torch.Tensor:
+    def predict_latents(
+        self, images: object, categories: object = None, noise: object = None
+    ) -> torch.Tensor:
         """Continuous latents the generator predicts, shape (n, emb_width, T).
 
         Parameters
@@ -127,6 +129,8 @@ class GenerationMixin:
             The pictures, as :meth:`predict` takes them.
         categories : array-like of int or str, optional
             The category fed to the generator; by default :meth:`predict_categories`.
+        noise : array-like of shape (n, noise_dim), optional
+            For a generator with a noise input; default its ``sample_noise(n)``.
 
         Returns
         -------
@@ -145,10 +149,16 @@ class GenerationMixin:
                 cats = check_categories(
                     categories, n_samples=batch.shape[0], n_categories=len(self.categories_)
                 )
-            return torch.as_tensor(self.generator_.transform(feats, cats))
+            if noise is None:
+                return torch.as_tensor(self.generator_.transform(feats, cats))
+            return torch.as_tensor(self.generator_.transform(feats, cats, noise))
 
     def predict(
-        self, images: object, categories: object = None, batch_size: int | None = None
+        self,
+        images: object,
+        categories: object = None,
+        batch_size: int | None = None,
+        seed: int | None = None,
     ) -> np.ndarray:
         """Generate an 8-second 16 kHz clip for each image.
 
@@ -162,6 +172,11 @@ class GenerationMixin:
             is the encoder's prediction for each image.
         batch_size : int, optional
             Images per forward pass (bounds memory); default 8.
+        seed : int, optional
+            For a generator with a noise input (``noise_dim > 0``): seeds the
+            noise, so another seed gives another piece for the same picture.
+            Default the generator's ``random_state``: the i-th picture of a
+            call always gets the same noise, whatever the batch size.
 
         Returns
         -------
@@ -182,12 +197,15 @@ class GenerationMixin:
         ):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         step = batch_size or 8
+        sample = getattr(self.generator_, "sample_noise", None)
+        noise = sample(n, seed) if sample is not None else None
         out = []
         for start in range(0, n, step):
             chunk = batch[start : start + step]
             cats = None if categories is None else categories[start : start + step]
+            z = None if noise is None else noise[start : start + step]
             with self._autocast():
-                latents = self.predict_latents(chunk, cats)
+                latents = self.predict_latents(chunk, cats, z)
                 with torch.inference_mode():
                     latents = latents.float().to(self.codec_.device_)
                     codes = self.codec_.quantize(latents, level=self.level_)[0]
