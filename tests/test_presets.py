@@ -60,11 +60,19 @@ def test_presets_are_unfitted_and_named():
 def test_presets_use_the_sized_components(size):
     params = presets.conchshell(size).get_params(deep=False)
     tiny_codec = {"downs_t": (3, 2, 2), "max_steps": 2} if size == "tiny" else {}
+    # The paper size keeps the paper's generator; the CPU sizes add issue 19's recipe.
+    recipe = {
+        "paper": {},
+        "small": {"noise_dim": 32, "n_candidates": 8},
+        "tiny": {"noise_dim": 4, "n_candidates": 2},
+    }[size]
+    if recipe:
+        recipe.update(init_std="he", feature_scaling=True, lr=3e-4)
     expected = {
         "codec": JukeboxCodec.sized(size, **tiny_codec),
         "discriminator": MultiScaleDiscriminator.sized(size),
         "generator": Generator.sized(
-            size, level=None, in_features=None, n_categories=None, emb_width=None
+            size, level=None, in_features=None, n_categories=None, emb_width=None, **recipe
         ),
     }
     for slot, component in expected.items():
