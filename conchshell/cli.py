@@ -145,7 +145,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from conchshell.demo import run_demo
 
-    index = run_demo(args.data, args.out, minutes=args.minutes, seed=args.seed, size=args.size)
+    index = run_demo(
+        args.data,
+        args.out,
+        minutes=args.minutes,
+        seed=args.seed,
+        size=args.size,
+        train=True if args.train else None,
+        model=args.model,
+    )
     print(f"open {index} to see and hear the results")
     return 0
 
@@ -341,10 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--max-items", type=int, default=None, help="images per split, at most")
     t2.set_defaults(func=_cmd_report_table2)
 
-    demo = sub.add_parser("demo", help="the main job: train the small preset, write a gallery")
+    demo = sub.add_parser(
+        "demo", help="the main job: a gallery of the shipped model's music (or train one first)"
+    )
     demo.add_argument("--data", type=Path, default=Path("data/standin"), help="dataset folder")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    demo.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    demo.add_argument(
+        "--train",
+        action="store_true",
+        help="train the preset from scratch first instead of using the shipped model",
+    )
+    demo.add_argument(
+        "--model", type=Path, default=None, help="a model folder to use instead of the shipped one"
+    )
+    demo.add_argument(
+        "--minutes", type=float, default=12.0, help="training time budget (with --train)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
         "--size",

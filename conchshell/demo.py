@@ -1,15 +1,19 @@
-"""The main job (``make demo``): train the small ConchShell, write a gallery.
+"""The main job (``make demo``): a gallery of piano pieces for the stand-in val photos.
 
-It builds the stand-in dataset when it is missing, trains the small preset of
-ConchShell (two CPU cores, minutes) on its train split within a time budget,
-generates music for every validation image, and writes the WAVs, a
-spectrogram per clip and an ``index.html`` that shows each image beside its
-spectrogram and a player.
+By default it loads the model that ships with the package
+(:data:`PRETRAINED`, trained by ``conchshell demo --train`` with the command,
+seed, data hash and history recorded beside it) and writes, for each distinct
+val photo, the WAV, a spectrogram with its piano roll and a player, beside the
+real clip paired with that photo; ``summary.json`` holds the figures of
+:func:`conchshell.evaluation.report.music_report` over every val image. With
+``train=True`` (``conchshell demo --train``) it trains the small preset from
+scratch within a time budget first.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import warnings
@@ -20,33 +24,69 @@ import numpy as np
 
 from conchshell.io import atomic_write
 
-__all__ = ["run_demo"]
+__all__ = ["PRETRAINED", "pretrained_model", "run_demo"]
+
+#: The shipped small Deep model (a model folder of :meth:`ImageToMusic.save`).
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "small-deep"
 
 
 def _log(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _measures(model: Any, train: Any, val: Any, clips: np.ndarray) -> dict[str, float]:
-    """Music-aware measures of the generated clips (and the speech measures beside them)."""
-    from conchshell.evaluation import DescriptorProfile, RelevanceClassifier, real_clips
-    from conchshell.metrics import nanmean_count, pesq_wb, stoi
+def pretrained_model(path: str | Path = PRETRAINED) -> Any:
+    """Load the shipped model (or another model folder).
 
-    waves, cats, _ = real_clips(train)
-    relevance = RelevanceClassifier().fit(waves, cats)
-    profile = DescriptorProfile().fit(waves, cats)
-    truth = np.asarray(val.category_ids)
-    reference = val.stack_audio().numpy()[:, : clips.shape[1]]  # the tiny size makes 1-s clips
-    pesq, n_no_utterance = nanmean_count(pesq_wb(reference, clips))
-    return {
-        "relevance_accuracy": float(relevance.score(clips, truth)),
-        "relevance_chance": 1.0 / len(train.categories),
-        "descriptor_agreement": float(profile.score(clips, truth)),
-        "pesq_wb": pesq,
-        "pesq_no_utterance": n_no_utterance,
-        "stoi": float(np.mean(stoi(reference, clips))),
-        "real_val_relevance_accuracy": float(relevance.score(reference, truth)),
-    }
+    Parameters
+    ----------
+    path : path-like, default=PRETRAINED
+
+    Returns
+    -------
+    ImageToMusic
+        Fitted, on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder holds no model; the message says how to train one.
+    """
+    from conchshell.estimator import ImageToMusic
+
+    path = Path(path)
+    if not (path / "params.json").is_file():
+        raise FileNotFoundError(
+            f"no model in {path}: train one with `conchshell demo --train` "
+            "(or pass another model folder)"
+        )
+    return ImageToMusic.load(path, device="cpu")
+
+
+def _train(data: Path, out: Path, size: str, seed: int, minutes: float) -> Any:
+    from conchshell import presets
+    from conchshell.datasets import load_bop
+
+    budget = 60.0 * minutes
+    # Each demo is a fresh run: the last demo's checkpoints in OUT are its own to replace.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    model = presets.conchshell(
+        size,
+        random_state=seed,
+        verbose=1,
+        checkpoint_dir=str(out / "checkpoints"),
+        max_time=0.05 * budget,
+        codec__max_time=0.3 * budget,
+        generator__max_time=0.5 * budget,
+    )
+    _log(f"training the {size} ConchShell preset for about {minutes:g} minutes")
+    model.fit(load_bop(data, "train", random_state=seed))
+    model.save(out / "model")
+    return model
+
+
+def _originals(paths: list[Path]) -> list[int]:
+    """Indices of the photos that are not augmented copies (``name-1.jpg``, ``name-2.jpg``)."""
+    return [i for i, p in enumerate(paths) if not re.search(r"-\d+$", p.stem)]
 
 
 def run_demo(
@@ -56,26 +96,33 @@ def run_demo(
     seed: int = 0,
     size: str = "small",
     *,
+    train: bool | None = None,
+    model: str | Path | None = None,
     scale: str | None = None,
 ) -> Path:
-    """Train the small ConchShell preset and write a listening gallery.
+    """Write a listening gallery and ``summary.json`` for the stand-in val split.
 
     Parameters
     ----------
     data : path-like, default="data/standin"
         A BOP-layout dataset; the stand-in dataset is built here if missing.
     out : path-like, default="out/demo"
-        Output folder: ``model/``, ``checkpoints/``, ``gallery/index.html``
-        and ``summary.json``.
+        Output folder: ``gallery/index.html``, ``summary.json`` and, when
+        training, ``model/`` and ``checkpoints/``.
     minutes : float, default=12.0
-        Training budget: 30 % goes to the codec and 25 % to the GAN; the image
-        classifier and the generator's warm start are bounded by their epochs
-        and steps.
+        Training budget when training: 30 % goes to the codec, 50 % to the
+        generator's regression and 5 % to adversarial steps (none at the small
+        size); the image classifier is bounded by its epochs.
     seed : int, default=0
         Seeds the dataset build and the training.
     size : {"small", "tiny"}, default="small"
         Preset size (:mod:`conchshell.presets`); ``"tiny"`` (1-s clips,
         seconds of training) is for tests.
+    train : bool or None, default=None
+        Train from scratch. ``None``: use the shipped model when ``size`` has
+        one (``"small"``), train otherwise.
+    model : path-like, optional
+        A model folder to use instead of the shipped one.
     scale : str, optional
         Deprecated: the earlier name of ``size`` (its ``"cpu"`` is ``"small"``).
 
@@ -87,6 +134,7 @@ def run_demo(
     from conchshell import presets
     from conchshell.data.build import build_standin
     from conchshell.datasets import load_bop
+    from conchshell.evaluation.report import music_report
     from conchshell.gallery import write_gallery
 
     if scale is not None:
@@ -98,52 +146,62 @@ def run_demo(
     size = presets._resolve_size(size, scale)
     if not minutes > 0:
         raise ValueError(f"minutes must be positive, got {minutes!r}")
+    if train and model is not None:
+        raise ValueError("give train=True or a model folder, not both")
     started = time.perf_counter()
     data, out = Path(data), Path(out)
     if not (data / "Label" / "Label.xlsx").is_file():
         _log(f"building the stand-in dataset in {data}")
         build_standin(data, seed=seed)
-    train = load_bop(data, "train", random_state=seed)
+    train_set = load_bop(data, "train", random_state=seed)
     val = load_bop(data, "val")
-    _log(f"train: {train.describe()}")
+    _log(f"train: {train_set.describe()}")
     _log(f"val: {val.describe()}")
 
-    budget = 60.0 * minutes
-    # Each demo is a fresh run: the last demo's checkpoints in OUT are its own to replace.
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    model = presets.conchshell(
-        size,
-        random_state=seed,
-        verbose=1,
-        checkpoint_dir=str(out / "checkpoints"),
-        max_time=0.25 * budget,
-        codec__max_time=0.3 * budget,
-    )
-    _log(f"training the {size} ConchShell preset for about {minutes:g} minutes")
-    model.fit(train)
+    if train is None:
+        train = model is None and size != "small"
+    if train:
+        fitted = _train(data, out, size, seed, minutes)
+        _log(f"trained in {(time.perf_counter() - started) / 60:.1f} min; saved to {out / 'model'}")
+    else:
+        source = Path(model) if model is not None else PRETRAINED
+        fitted = pretrained_model(source)
+        _log(f"using the model in {source} (train one with `conchshell demo --train`)")
     trained = time.perf_counter() - started
-    model.save(out / "model")
-    _log(f"trained in {trained / 60:.1f} min; model saved to {out / 'model'}")
 
+    paths = [str(p) for p in val.image_paths]
+    truth = np.asarray(val.category_ids)
+    n = fitted._n_samples
+    generated = fitted.predict(paths)
+    generated_true = fitted.predict(paths, categories=truth)
+    measures = music_report(fitted, train_set, val, generated, generated_true)
+
+    # The gallery shows each distinct photo once (the val split also holds two augmented
+    # copies of each; the figures above count all of them).
+    keep = _originals(val.image_paths)
+    names = [f"{val.categories[truth[i]]}-{val.image_paths[i].stem}" for i in keep]
     gallery = out / "gallery"
-    pairs = zip(val.image_paths, val.category_ids, strict=True)
-    names = [f"{val.categories[c]}-{p.stem}" for p, c in pairs]
-    model.generate_files([str(p) for p in val.image_paths], gallery, names=names, overwrite=True)
-    import soundfile as sf
-
-    clips = np.stack([sf.read(gallery / f"{n}.wav", dtype="float32")[0] for n in names])
-    predicted = model.predict_categories([str(p) for p in val.image_paths])
+    fitted.generate_files([paths[i] for i in keep], gallery, names=names, overwrite=True)
+    predicted = np.asarray(fitted.predict_categories(paths))
     captions = [
-        f"{val.categories[c]} (generated as {model.categories_[p]})"
-        for c, p in zip(val.category_ids, predicted, strict=True)
+        f"{val.categories[truth[i]]} (generated as {fitted.categories_[predicted[i]]})"
+        for i in keep
     ]
-    index = write_gallery(gallery, names, captions, title="conchshell demo: stand-in val split")
-    measures = _measures(model, train, val, clips)
+    reference = val.stack_audio().numpy()[:, :n]
+    index = write_gallery(
+        gallery,
+        names,
+        captions,
+        title=f"conchshell demo: {len(keep)} stand-in val photos",
+        references=[reference[i] for i in keep],
+    )
     measures.update(
         train_minutes=round(trained / 60, 2),
         total_minutes=round((time.perf_counter() - started) / 60, 2),
-        gan_steps=len(model.history_),
-        image_accuracy=float(np.mean(np.asarray(predicted) == np.asarray(val.category_ids))),
+        trained_here=bool(train),
+        gan_steps=len(fitted.history_),
+        val_images=len(paths),
+        val_photos=len(keep),
     )
     with atomic_write(out / "summary.json", "w") as handle:
         json.dump(measures, handle, indent=2)

@@ -10,19 +10,41 @@ from conchshell.demo import run_demo
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
 def test_demo_writes_a_gallery(tmp_path, capsys):
+    # The tiny size has no shipped model: the demo trains it.
     index = run_demo(tmp_path / "data", tmp_path / "out", minutes=0.5, size="tiny")
     gallery = tmp_path / "out" / "gallery"
     assert index == gallery / "index.html"
     page = index.read_text()
-    wavs = sorted(gallery.glob("*.wav"))
-    assert len(wavs) == 63  # every val image of the stand-in dataset
-    assert page.count("<figure>") == 63
+    wavs = sorted(p for p in gallery.glob("*.wav") if not p.name.endswith(".real.wav"))
+    # Each of the 21 distinct val photos once, beside the real clip paired with it.
+    assert len(wavs) == 21
+    assert page.count("<figure>") == 21
     for wav in wavs:
         assert wav.with_suffix(".png").is_file()
         assert (gallery / f"{wav.stem}.spec.png").is_file()
+        assert (gallery / f"{wav.stem}.real.wav").is_file()
+    assert not any("-1" in w.stem.split("-", 1)[1] for w in wavs)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    for key in ("relevance_accuracy", "descriptor_agreement", "pesq_wb", "stoi", "gan_steps"):
-        assert key in summary
-    assert summary["gan_steps"] >= 1
+    for key in (
+        "music_fraction",
+        "real_music_fraction",
+        "relevance_accuracy",
+        "relevance_accuracy_end_to_end",
+        "codec_ceiling_relevance",
+        "descriptor_agreement",
+        "variety_ratio",
+        "near_copy_fraction",
+        "image_accuracy",
+    ):
+        assert 0.0 <= summary[key] <= 1.0 or key == "variety_ratio", key
+    assert summary["val_images"] == 63 and summary["val_photos"] == 21
+    assert summary["trained_here"] is True and summary["gan_steps"] >= 1
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
     assert "[demo] relevance_accuracy" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_missing_model_folder(tmp_path):
+    from conchshell.demo import pretrained_model
+
+    with pytest.raises(FileNotFoundError, match="conchshell demo --train"):
+        pretrained_model(tmp_path)
