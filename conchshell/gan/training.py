@@ -159,6 +159,7 @@ def gan_step(
     offsets: torch.Tensor | None = None,
     precision: str = "float32",
     timings: dict[str, float] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """One discriminator update, then one generator update.
 
@@ -196,6 +197,9 @@ def gan_step(
         When given, gains the seconds of each part of the step (``generate``,
         ``d_pass``, ``g_pass``, ``audio``, ``g_backward``), added to what it
         holds.
+    noise : torch.Tensor of shape (batch, noise_dim), optional
+        The generator's noise input, for a generator that has one (drawn
+        by the generator from torch's global stream when omitted).
 
     Returns
     -------
@@ -206,12 +210,13 @@ def gan_step(
     """
     clock = _Clock(timings)
     discriminate = _autocast(d_model, precision)
+    inputs = (features, categories) if noise is None else (features, categories, noise)
     if crop is None:
         with torch.no_grad():
             real = codec.transform(audio, level=level)
-        fake = fake_full = g_model(features, categories)
+        fake = fake_full = g_model(*inputs)
     else:
-        fake_full = g_model(features, categories)
+        fake_full = g_model(*inputs)
         real, fake, audio = crop_window(codec, audio, fake_full, level, crop, offsets)
     clock("generate")
     # Real and detached fake latents in one forward pass: DDP allows one forward
@@ -578,6 +583,9 @@ class GANTrainer:
         # The crop windows have their own stream: a crop leaves the data order and augmentation.
         self.crop = gan_crop
         self.crops = torch.Generator().manual_seed(_derived_seed(seed, "crop"))
+        # And the generator's noise input (if it has one) its own, so a fit is reproducible.
+        self.noise = torch.Generator().manual_seed(_derived_seed(seed, "noise"))
+        self.noise_dim = int(getattr(generator, "noise_dim", 0))
         self.step = 0
         self.queue: list[int] = []  # what is left of the current epoch's permutation
         self.history: list[dict[str, Any]] = []
@@ -597,6 +605,7 @@ class GANTrainer:
             "order_rng": self.order.get_state(),
             "aug_rng": json.dumps(self.aug.bit_generator.state),
             "crop_rng": self.crops.get_state(),
+            "noise_rng": self.noise.get_state(),
             "torch_rng": torch.get_rng_state(),
             "queue": list(self.queue),
             "history": self.history,
@@ -634,6 +643,8 @@ class GANTrainer:
         self.aug.bit_generator.state = json.loads(state["aug_rng"])
         if "crop_rng" in state:  # written before crops existed: nothing was drawn
             self.crops.set_state(state["crop_rng"])
+        if "noise_rng" in state:  # likewise before the noise input
+            self.noise.set_state(state["noise_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.queue = list(state["queue"])
@@ -647,6 +658,12 @@ class GANTrainer:
         batch = self.queue[: self.batch_size * world]
         self.queue = self.queue[self.batch_size * world :]
         return batch[self.dist.rank :: world]
+
+    def _noise(self, n: int) -> torch.Tensor | None:
+        """The generator's noise for ``n`` clips, from the run's own stream (None without)."""
+        if not self.noise_dim:
+            return None
+        return torch.randn(n, self.noise_dim, generator=self.noise).to(self.device)
 
     def _window(self) -> dict[str, Any]:
         """``gan_step``'s crop and this process's window offsets (none without a crop)."""
@@ -711,6 +728,7 @@ class GANTrainer:
                     categories[idx].to(self.device),
                     clips(mine, self.aug).to(self.device),
                     self.level,
+                    noise=self._noise(len(mine)),
                     **self._window(),
                 )
                 self.step += 1
