@@ -1,0 +1,100 @@
+"""Copy a model trained by ``conchshell demo --train`` into the package, with its provenance.
+
+The shipped model (``conchshell/pretrained/small-deep``) is made by the
+project's own command, and this script records how beside it::
+
+    conchshell demo --train --minutes 60 --out out/shipped --seed 0
+    python scripts/ship_model.py out/shipped --command "conchshell demo --train ..."
+
+It copies ``out/shipped/model`` (``params.json``, ``model.safetensors``,
+``history.json``) and writes ``PROVENANCE.json``: the command, the seed, the
+commit the training ran at, the stand-in data's content hash, the
+generator's and the codec's training histories, the demo's ``summary.json``
+figures and the SHA-256 of every file. It refuses a model bigger than
+``--max-mb`` (40 MB: git keeps every version of a committed weights file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEST = ROOT / "conchshell" / "pretrained" / "small-deep"
+MODEL_FILES = ("params.json", "model.safetensors", "history.json")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="the demo's --out folder (holds model/)")
+    parser.add_argument("--command", required=True, help="the command that trained it")
+    parser.add_argument("--commit", default=None, help="commit it trained at (default HEAD)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "standin")
+    parser.add_argument("--dest", type=Path, default=DEST)
+    parser.add_argument("--max-mb", type=float, default=40.0)
+    args = parser.parse_args(argv)
+
+    from conchshell.estimator import ImageToMusic
+
+    model_dir = args.run / "model"
+    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
+    if missing:
+        print(f"error: {model_dir} lacks {', '.join(missing)}", file=sys.stderr)
+        return 2
+    size_mb = sum((model_dir / name).stat().st_size for name in MODEL_FILES) / 1e6
+    if size_mb > args.max_mb:
+        print(f"error: the model is {size_mb:.1f} MB, over --max-mb {args.max_mb}", file=sys.stderr)
+        return 2
+    model = ImageToMusic.load(model_dir, device="cpu")  # refuses a damaged folder
+    stamp = json.loads((args.data / ".conchshell-standin.json").read_text())
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    summary_path = args.run / "summary.json"
+    provenance = {
+        "command": args.command,
+        "seed": model.random_state,
+        "commit": commit,
+        "shipped": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "data": {"seed": stamp["seed"], "content_hash": stamp["content_hash"]},
+        "generator_history": model.generator_.history_,
+        "codec_history": getattr(model.codec_, "history_", []),
+        "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        "files": {name: sha256(model_dir / name) for name in MODEL_FILES},
+        "size_mb": round(size_mb, 2),
+    }
+    # Written beside the destination and swapped in, so a failure leaves the old model whole.
+    args.dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ship-", dir=args.dest.parent))
+    for name in MODEL_FILES:
+        shutil.copy2(model_dir / name, staging / name)
+    (staging / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    old = args.dest.with_name(args.dest.name + ".old")
+    if args.dest.exists():
+        args.dest.rename(old)
+    staging.rename(args.dest)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"shipped {size_mb:.1f} MB to {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
