@@ -34,8 +34,8 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 data: setup
 	$(BIN)/conchshell data build --out $(DATA)
 
-# The main job: train the small ConchShell on the stand-in dataset (about
-# 12 minutes on two cores), then write out/demo/gallery/index.html.
+# The main job: the shipped small ConchShell model writes out/demo/gallery/index.html and
+# out/demo/summary.json (a few minutes); `conchshell demo --train` trains one from scratch.
 demo: data
 	$(BIN)/conchshell demo --data $(DATA) --out out/demo
 
