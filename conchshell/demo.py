@@ -84,6 +84,22 @@ def _train(data: Path, out: Path, size: str, seed: int, minutes: float) -> Any:
     return model
 
 
+def _notes_by_category(
+    generated: np.ndarray, real: np.ndarray, truth: np.ndarray, categories: list[str]
+) -> dict[str, Any]:
+    """Notes per second and pitch range per category, generated beside real (issue 21)."""
+    from conchshell.evaluation.transcription import note_summary, transcribe
+
+    names = [categories[c] for c in truth]
+    seconds = generated.shape[1] / 16000
+    return {
+        "notes_by_category": {
+            "generated": note_summary(transcribe(generated), names, seconds),
+            "real": note_summary(transcribe(real), names, seconds),
+        }
+    }
+
+
 def _originals(paths: list[Path]) -> list[int]:
     """Indices of the photos that are not augmented copies (``name-1.jpg``, ``name-2.jpg``)."""
     return [i for i, p in enumerate(paths) if not re.search(r"-\d+$", p.stem)]
@@ -195,6 +211,7 @@ def run_demo(
         title=f"conchshell demo: {len(keep)} stand-in val photos",
         references=[reference[i] for i in keep],
     )
+    measures.update(_notes_by_category(generated_true, reference, truth, val.categories))
     measures.update(
         train_minutes=round(trained / 60, 2),
         total_minutes=round((time.perf_counter() - started) / 60, 2),

@@ -38,6 +38,13 @@ def test_demo_writes_a_gallery(tmp_path, capsys):
     ):
         assert 0.0 <= summary[key] <= 1.0 or key == "variety_ratio", key
     assert summary["val_images"] == 63 and summary["val_photos"] == 21
+    notes = summary["notes_by_category"]
+    assert (
+        set(notes["generated"])
+        == set(notes["real"])
+        == {"ocean", "forest", "mountain", "night_sky", "sunset", "city"}
+    )
+    assert notes["real"]["ocean"]["n_clips"] == 12
     assert summary["trained_here"] is True and summary["gan_steps"] >= 1
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
     assert "[demo] relevance_accuracy" in capsys.readouterr().out
