@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -47,7 +46,9 @@ def grid(model, val, path: Path, per_category: int = 3) -> None:
     from conchshell.evaluation.report import _log_mel
 
     truth = np.asarray(val.category_ids)
-    originals = [i for i, p in enumerate(val.image_paths) if not re.search(r"-\d+$", p.stem)]
+    from conchshell.demo import _originals
+
+    originals = _originals(val.image_paths)
     rows = []
     for c in range(len(val.categories)):
         rows.append([i for i in originals if truth[i] == c][:per_category])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import openpyxl
+import pytest
 import soundfile as sf
 from PIL import Image
 
@@ -91,3 +92,20 @@ def make_bop(root: Path, *, npy: bool = True) -> Path:
     write_label(root / "Label" / "Label.xlsx", rows)
     write_label(root / "Label" / "Label_small.xlsx", small)
     return root
+
+
+def _have_soundfont() -> bool:
+    from conchshell.data import piano
+
+    try:
+        piano.find_soundfont()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+HAVE_FONT = _have_soundfont()
+#: Skips a test that renders piano when Debian's soundfont is not installed.
+needs_font = pytest.mark.skipif(
+    not HAVE_FONT, reason="piano soundfont missing (apt-get install fluidr3mono-gm-soundfont)"
+)

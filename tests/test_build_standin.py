@@ -10,22 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers_data import needs_font
 
 from conchshell.data import build as build_module
 from conchshell.data import piano
 from conchshell.data.build import STANDIN_DIR, build_standin
 from conchshell.data.scenes import CATEGORIES, category_by_name, perform
 from conchshell.levels import CLIP_SAMPLES, SAMPLE_RATE
-
-try:
-    piano.find_soundfont()
-    HAVE_FONT = True
-except FileNotFoundError:
-    HAVE_FONT = False
-
-needs_font = pytest.mark.skipif(
-    not HAVE_FONT, reason="piano soundfont missing (apt-get install fluidr3mono-gm-soundfont)"
-)
 
 # Distinct original photographs per category in the committed material (issue 3: forest and
 # sunset are short of the 28 aimed at; Debian ships few more free photos of them).

@@ -19,6 +19,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 import torch
+from helpers_data import needs_font
 
 from conchshell.cli import main
 from conchshell.data import build as build_module
@@ -29,16 +30,6 @@ from conchshell.evaluation import check_notes, notes_to_midi, write_midi
 from conchshell.evaluation import transcription as tr
 from conchshell.generation import GenerationMixin
 from conchshell.levels import CLIP_SAMPLES, SAMPLE_RATE
-
-try:
-    piano.find_soundfont()
-    HAVE_FONT = True
-except FileNotFoundError:
-    HAVE_FONT = False
-
-needs_font = pytest.mark.skipif(
-    not HAVE_FONT, reason="piano soundfont missing (apt-get install fluidr3mono-gm-soundfont)"
-)
 
 NOTES = np.array(
     [

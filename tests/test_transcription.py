@@ -9,6 +9,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from helpers_data import needs_font
 
 from conchshell.data import build as build_module
 from conchshell.data import piano
@@ -17,16 +18,6 @@ from conchshell.data.scenes import category_by_name
 from conchshell.evaluation import music_fraction, music_measure, transcribe
 from conchshell.evaluation import transcription as tr
 from conchshell.levels import CLIP_SAMPLES, SAMPLE_RATE
-
-try:
-    piano.find_soundfont()
-    HAVE_FONT = True
-except FileNotFoundError:
-    HAVE_FONT = False
-
-needs_font = pytest.mark.skipif(
-    not HAVE_FONT, reason="piano soundfont missing (apt-get install fluidr3mono-gm-soundfont)"
-)
 
 # A melody in the piano's middle register: one note every 0.6 s, 0.45 s long. Basic Pitch
 # adds octave ghosts under loud low notes (C3 and below), which this test is not about.
