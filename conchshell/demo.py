@@ -76,7 +76,7 @@ def _train(data: Path, out: Path, size: str, seed: int, minutes: float) -> Any:
         checkpoint_dir=str(out / "checkpoints"),
         max_time=0.05 * budget,
         codec__max_time=0.3 * budget,
-        generator__max_time=0.5 * budget,
+        generator__max_time=0.6 * budget,
     )
     _log(f"training the {size} ConchShell preset for about {minutes:g} minutes")
     model.fit(load_bop(data, "train", random_state=seed))
@@ -126,7 +126,7 @@ def run_demo(
         Output folder: ``gallery/index.html``, ``summary.json`` and, when
         training, ``model/`` and ``checkpoints/``.
     minutes : float, default=12.0
-        Training budget when training: 30 % goes to the codec, 50 % to the
+        Training budget when training: 30 % goes to the codec, 60 % to the
         generator's regression and 5 % to adversarial steps (none at the small
         size); the image classifier is bounded by its epochs.
     seed : int, default=0

@@ -137,7 +137,9 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         Decay factors of the generator and discriminator learning rates.
     warm_start_steps : int, default=0
         Generator regression steps on the target latents before the GAN
-        (``Generator.fit``); 0 trains adversarially from the start, as the paper.
+        (``Generator.fit``, with as many epochs as these steps need; its
+        ``max_time`` can stop it sooner); 0 trains adversarially from the
+        start, as the paper.
     gan_crop : int or None, default=None
         Latent frames per clip the discriminator and the losses see in a GAN
         step (a random window); ``None``: the whole sequence, as the paper.

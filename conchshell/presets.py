@@ -26,7 +26,7 @@ vgg_baseline  deep   VGG-16              none: the last VGG block's map, repeate
   from the paper: the generator has a 32-d noise input, a signal-preserving
   initialisation and standardised features, and is trained by conditional
   IMLE on the codec's latents (``warm_start_steps`` of ``Generator.fit``,
-  about 1.4 s each on two cores) with no adversarial stage (``max_steps=0``),
+  about 0.54 s each on two cores) with no adversarial stage (``max_steps=0``),
   because the paper's GAN steps undid the music at this scale. Setting
   ``max_steps`` adds them back, the discriminator and the losses then seeing
   a random window of 1000 latent frames per clip (``gan_crop``; about 12x
@@ -126,7 +126,7 @@ def _components(size: str) -> dict[str, Any]:
             # mel and waveform losses pull towards the average of unaligned pieces again).
             # So this size regresses by IMLE only; set max_steps to add the GAN stage.
             "max_steps": 0,
-            "warm_start_steps": 3000,
+            "warm_start_steps": 6000,
             # A Deep step over all 16,000 frames costs 5-7 s on 2 cores; 1000 (every level's D
             # then costs what High's whole sequence does) about 0.5 s (bench/train_gan.py).
             "gan_crop": 1000,

@@ -228,6 +228,15 @@ def test_warm_start_regresses_the_generator_first(toy):
     assert model.generator_.history_ and model.generator_.history_[-1]["step"] == 3
 
 
+def test_warm_start_steps_are_not_cut_by_the_generators_epochs(toy):
+    # The generator's max_epochs (here 1) must not stop the warm start before its steps.
+    per_epoch = -(-len(toy) // 8)
+    model = tiny(warm_start_steps=2 * per_epoch + 1, max_steps=1, generator__max_epochs=1)
+    model.fit(toy)
+    assert model.generator_.history_[-1]["step"] == 2 * per_epoch + 1
+    assert len(model.generator_.history_) == 3
+
+
 def test_max_time_stops_the_gan_stage_early(toy, tmp_path):
     model = tiny(max_steps=50, max_time=1e-6, checkpoint_dir=tmp_path).fit(toy)
     assert [h["step"] for h in model.history_] == [1]

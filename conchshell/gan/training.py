@@ -16,6 +16,8 @@ the run returns to the newest readable checkpoint.
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import json
 import time
@@ -905,7 +907,14 @@ def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Ten
                 for chunk in audio.split(8)
             ]
         )
-    model.generator_.set_params(max_steps=model.warm_start_steps, warm_start=True)
+    # Enough epochs for the steps asked: the generator's own max_epochs (10) would stop
+    # sooner (the first shipped model took 470 of its 3000 steps so).
+    per_epoch = math.ceil(len(features) / model.generator_.batch_size)
+    model.generator_.set_params(
+        max_steps=model.warm_start_steps,
+        max_epochs=math.ceil(model.warm_start_steps / per_epoch),
+        warm_start=True,
+    )
     model.generator_.fit(features, targets, cats)
 
 
