@@ -16,10 +16,9 @@ the run returns to the newest readable checkpoint.
 
 from __future__ import annotations
 
-import math
-
 import hashlib
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
