@@ -19,12 +19,18 @@ Printed, in one run:
 - MusicGen-small generating 8 s (``transformers``, built from its
   configuration with random weights; nothing is downloaded).
 
+- each stage of paper-scale Deep predict (TCNN, forging, I3D, generator,
+  codebook search, decoder) timed alone, with the GFLOP it runs (torch's
+  counter, so the fast path's skipped work is not counted) and its share of
+  the matrix-product peak measured in the same process;
+
 Every figure carries the 1-minute load average when it was taken: the
 machine may be shared, and a loaded machine gives slower times.
 
 Usage::
 
-    python bench/inference.py --quick    # paper-scale Deep, one image, no peer (< 2 min)
+    python bench/inference.py --quick    # paper-scale Deep, one image, by stage (< 2 min)
+    python bench/inference.py --against REV   # the same, here and at REV, alternating
     python bench/inference.py            # everything (tens of minutes on 2 cores)
 
 The last line of ``--quick`` is ``deep_paper_rtf=<value>``; the full run ends
@@ -343,7 +349,95 @@ def work_musicgen(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _executed_gflop(fn: Any) -> float:
+    """GFLOP the call actually runs (torch's counter: 2 per multiply-add of convolutions and
+    matrix products), so a fast path that skips work is counted for what it does."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # Under no_grad, not inference_mode: the counter cannot run weight norm's
+    # parametrisations on inference tensors.
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def work_stages(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Time, executed GFLOP and GFLOP/s of each stage of ``predict`` for one image.
+
+    The stages are timed one by one (best of ``reps`` after a warm-up), and the
+    matrix-product peak is measured in the same process, so each stage's share
+    of the peak is read on the same machine state.
+    """
+    import torch
+
+    from conchshell.inference import optimize
+
+    model = _model(cfg["size"], cfg["level"])
+    model_gflop = {k: round(2 * v / 1e9, 2) for k, v in _model_macs(model).items()}
+    mode = cfg["mode"]
+    if mode != "plain":
+        model = optimize(model, precision=mode, copy=False)
+    reps = int(cfg.get("reps", 3))
+    image = _images(1)
+    cats = torch.zeros(1, dtype=torch.long)
+    level = model.level_
+    noise = model.generator_.sample_noise(1, 0)
+    state: dict[str, Any] = {}
+
+    def encoder() -> None:
+        state["maps"] = model.encoder_.transform_predict(image)[0]
+
+    def forger() -> None:
+        state["video"] = model.forger_.transform(state["maps"])
+
+    def extractor() -> None:
+        state["feats"] = model.extractor_.transform(state["video"])
+
+    def generator() -> None:
+        args = (state["feats"], cats) if noise is None else (state["feats"], cats, noise)
+        state["latents"] = model.generator_.transform(*args).float()
+
+    def quantize() -> None:
+        state["codes"] = model.codec_.quantize(state["latents"], level=level)[0]
+
+    def decoder() -> None:
+        model.codec_.decode(state["codes"], level=level)
+
+    stages = {
+        "encoder": encoder,
+        "forger": forger,
+        "extractor": extractor,
+        "generator": generator,
+        "quantize": quantize,
+        "decoder": decoder,
+    }
+    # The fast path computes these in bfloat16; the encoder and the code search stay float32.
+    low = {"extractor", "generator", "decoder"} if mode == "bfloat16" else set()
+    peak = work_matmul({"reps": 3})
+    out: dict[str, Any] = {"load_before": _load(), "peak": peak, "stages": {}}
+    total = 0.0
+    for name, fn in stages.items():
+        gflop = _executed_gflop(fn)
+        with torch.inference_mode():
+            best, _ = _time(fn, reps)
+        total += best
+        dtype = "bf16" if name in low else "fp32"
+        rate = gflop / best if best > 0 else None
+        out["stages"][name] = {
+            "ms": round(1000 * best, 1),
+            "gflop": round(gflop, 2),
+            "model_gflop": model_gflop.get(name),
+            "gflops": round(rate, 1) if rate else None,
+            "dtype": dtype,
+            "of_peak": round(rate / peak[f"{dtype}_gflops"], 3) if rate else None,
+        }
+    out.update(total_ms=round(1000 * total, 1), load_after=_load(), peak_rss_mb=_peak_rss_mb())
+    return out
+
+
 WORKERS = {
+    "stages": work_stages,
     "matmul": work_matmul,
     "predict": work_predict,
     "quality": work_quality,
@@ -353,12 +447,22 @@ WORKERS = {
 
 
 # ------------------------------------------------------------ orchestration
-def run(cfg: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
-    """Run one configuration in a fresh interpreter; its result, or an error."""
+def run(
+    cfg: dict[str, Any], threads: int, timeout: float, tree: str | None = None
+) -> dict[str, Any]:
+    """Run one configuration in a fresh interpreter; its result, or an error.
+
+    ``tree``: a checkout whose ``conchshell`` the worker imports instead of this one's
+    (``--against``); the worker's code is this file's either way.
+    """
     cmd = [sys.executable, __file__, "--worker", json.dumps(cfg), "--threads", str(threads)]
+    env = dict(os.environ)
+    if tree is not None:
+        # Ahead of site-packages, so ahead of the editable install's path finder.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**cfg, "error": f"timed out after {timeout:.0f} s"}
     for line in proc.stdout.splitlines()[::-1]:
@@ -389,6 +493,76 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _print_stages(result: dict[str, Any]) -> None:
+    """The per-stage table of a ``stages`` result, with the peak it was read against."""
+    if "error" in result:
+        print(f"stages: {result['error']}")
+        return
+    peak = result["peak"]
+    print(
+        f"\n## {result['size']}-size Deep predict by stage ({result['mode']}, one image; peak "
+        f"in the same process: fp32 {peak['fp32_gflops']}, bf16 {peak['bf16_gflops']} GFLOP/s)"
+    )
+    rows = [{"stage": name, **row} for name, row in result["stages"].items()]
+    rows.append({"stage": "total", "ms": result["total_ms"]})
+    print(
+        _table(
+            rows,
+            [
+                ("stage", "stage"),
+                ("ms", "ms"),
+                ("GFLOP run", "gflop"),
+                ("GFLOP model", "model_gflop"),
+                ("GFLOP/s", "gflops"),
+                ("dtype", "dtype"),
+                ("of peak", "of_peak"),
+            ],
+        )
+    )
+    print(f"load {result['load_before']} -> {result['load_after']}")
+
+
+def _against(args: argparse.Namespace, go: Any, cfg: dict[str, Any]) -> int:
+    """Time ``cfg`` here and at ``args.against``, alternating; print both and the ratio."""
+    import shutil
+    import tempfile
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", "-C", here, *cmd], capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"git {' '.join(cmd)} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    sha = git("rev-parse", "--verify", f"{args.against}^{{commit}}")
+    head = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    tree = tempfile.mkdtemp(prefix="conchshell-against-")
+    git("worktree", "add", "--detach", tree, sha)
+    best: dict[str, list[float]] = {"here": [], "against": []}
+    try:
+        for _ in range(max(1, int(args.rounds))):
+            for name, where in (("here", None), ("against", tree)):
+                result = go({**cfg, "tree": name}, tree=where)
+                if "error" in result:
+                    return 1
+                best[name].append(result["clip_s"])
+    finally:
+        git("worktree", "remove", "--force", tree)
+        shutil.rmtree(tree, ignore_errors=True)
+    here_s, there_s = min(best["here"]), min(best["against"])
+    print(
+        f"\n## {cfg['size']}-size Deep, optimize(bfloat16), batch 1: best of {len(best['here'])} "
+        f"alternating runs\nhere    {head[:10]}{' + changes' if dirty else ''}: {here_s:.4f} s "
+        f"per clip ({', '.join(f'{v:.3f}' for v in best['here'])})\n"
+        f"against {sha[:10]}: {there_s:.4f} s per clip "
+        f"({', '.join(f'{v:.3f}' for v in best['against'])})"
+    )
+    print(f"speedup_vs_against={there_s / here_s:.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="paper-scale Deep, one image, no peer")
@@ -397,6 +571,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip MusicGen-small")
     parser.add_argument("--no-train", action="store_true", help="skip the training steps")
     parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="time paper-scale Deep predict here and at git revision REV, alternating, "
+        "in one run (a regression guard; REV is checked out in a temporary worktree)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternations with --against (default 3)"
+    )
+    parser.add_argument(
+        "--size",
+        default="paper",
+        choices=("paper", "small", "tiny"),
+        help="model size of --quick and --against (default paper; tiny checks the bench)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -407,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = json.loads(args.worker)
         torch.set_num_interop_threads(1)
         result = WORKERS[cfg["kind"]](cfg)
+        import conchshell
+
+        result["conchshell_from"] = os.path.dirname(os.path.dirname(conchshell.__file__))
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -417,29 +609,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: list[dict[str, Any]] = []
 
-    def go(cfg: dict[str, Any], timeout: float = 1200) -> dict[str, Any]:
-        result = run(cfg, args.threads, timeout)
+    def go(cfg: dict[str, Any], timeout: float = 1200, tree: str | None = None) -> dict[str, Any]:
+        result = run(cfg, args.threads, timeout, tree)
         results.append(result)
         shown = {k: v for k, v in result.items() if not k.startswith("_")}
         print(json.dumps(shown), flush=True)
         return result
 
+    quick_cfg = {
+        "kind": "predict",
+        "size": args.size,
+        "level": "deep",
+        "mode": "bfloat16",
+        "batch": 1,
+        "reps": 2,
+    }
+    if args.against:
+        return _against(args, go, quick_cfg)
     if args.quick:
-        quick = go(
-            {
-                "kind": "predict",
-                "size": "paper",
-                "level": "deep",
-                "mode": "bfloat16",
-                "batch": 1,
-                "reps": 2,
-            },
-            timeout=600,
-        )
+        quick = go(quick_cfg, timeout=600)
+        stages = go({"kind": "stages", "size": args.size, "level": "deep", "mode": "bfloat16"})
+        _print_stages(stages)
         print(f"deep_paper_rtf={_fmt(quick.get('rtf'), 4)}")
         return 0 if "error" not in quick else 1
 
     peak0 = go({"kind": "matmul"})
+    stages = go({"kind": "stages", "size": "paper", "level": "deep", "mode": "bfloat16"})
     predict_rows = []
     for size in ("paper", "small"):
         reps = args.reps if size == "paper" else max(3, args.reps)
@@ -554,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         ("load", "load_after"),
         ("error", "error"),
     ]
+    _print_stages(stages)
     print("\n## predict, one 8-s clip per image (path: plain float32, or optimize(precision))")
     print(_table(predict_rows, cols))
     print("\n## throughput (Deep, optimize(bfloat16))")

@@ -1,0 +1,52 @@
+"""bench/inference.py's per-stage breakdown and its --against guard, on the tiny size."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "inference.py"
+pytestmark = pytest.mark.filterwarnings("ignore:I3DExtractor has no weights file")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_inference", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stages_count_what_runs(bench):
+    plain = bench.work_stages({"size": "tiny", "level": "deep", "mode": "plain", "reps": 1})
+    fast = bench.work_stages({"size": "tiny", "level": "deep", "mode": "float32", "reps": 1})
+    names = ["encoder", "forger", "extractor", "generator", "quantize", "decoder"]
+    assert list(plain["stages"]) == names == list(fast["stages"])
+    for name in ("extractor", "generator", "quantize", "decoder"):
+        # Executed (torch's counter) and defined (the Table 1 convention) arithmetic agree.
+        assert plain["stages"][name]["gflop"] == plain["stages"][name]["model_gflop"], name
+    assert plain["stages"]["forger"]["gflop"] == 0
+    # The fast path's stem skips repeated frames: less runs than the network defines.
+    assert fast["stages"]["extractor"]["gflop"] < plain["stages"]["extractor"]["gflop"]
+    assert fast["stages"]["decoder"]["gflop"] == plain["stages"]["decoder"]["gflop"]
+    assert all(row["ms"] > 0 for row in fast["stages"].values())
+    assert fast["peak"]["fp32_gflops"] > 0 and fast["total_ms"] > 0
+
+
+@pytest.mark.slow
+def test_against_a_revision_runs_both_trees():
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--against", "HEAD", "--size", "tiny", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    origins = [line for line in lines if '"conchshell_from"' in line]
+    assert len(origins) == 2 and "conchshell-against-" in origins[1]
+    assert "conchshell-against-" not in origins[0]
+    assert lines[-1].startswith("speedup_vs_against=")
+    assert float(lines[-1].split("=")[1]) > 0
