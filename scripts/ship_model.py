@@ -3,13 +3,14 @@
 The shipped model (``conchshell/pretrained/small-deep``) is made by the
 project's own command, and this script records how beside it::
 
-    conchshell demo --train --minutes 60 --out out/shipped --seed 0
+    conchshell demo --train --minutes 80 --out out/shipped --seed 0
     python scripts/ship_model.py out/shipped --command "conchshell demo --train ..."
 
 It copies ``out/shipped/model`` (``params.json``, ``model.safetensors``,
 ``history.json``) and writes ``PROVENANCE.json``: the command, the seed, the
 commit the training ran at, the stand-in data's content hash, the
-generator's and the codec's training histories, the demo's ``summary.json``
+generator's and the codec's training histories (the codec's thinned to about 200
+records), the demo's ``summary.json``
 figures and the SHA-256 of every file. It refuses a model bigger than
 ``--max-mb`` (40 MB: git keeps every version of a committed weights file).
 """
@@ -37,6 +38,14 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def thin(history: list, keep: int = 200) -> list:
+    """Every k-th record and the last, at most about ``keep`` (the codec logs every step)."""
+    if len(history) <= keep:
+        return list(history)
+    step = -(-len(history) // keep)
+    return history[::step] + ([history[-1]] if (len(history) - 1) % step else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "shipped": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "data": {"seed": stamp["seed"], "content_hash": stamp["content_hash"]},
         "generator_history": model.generator_.history_,
-        "codec_history": getattr(model.codec_, "history_", []),
+        # Thinned: the codec's per-step log made the first PROVENANCE.json 1.5 MB.
+        "codec_history": thin(getattr(model.codec_, "history_", [])),
         "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
         "files": {name: sha256(model_dir / name) for name in MODEL_FILES},
         "size_mb": round(size_mb, 2),
