@@ -436,7 +436,41 @@ def work_stages(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def work_kernels(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One fast-path predict under ``ONEDNN_VERBOSE=1`` (set by the caller): the parent
+    reads which oneDNN kernels ran, and for how long, from this process's output."""
+    import numpy as np
+
+    from conchshell.inference import optimize
+
+    model = optimize(_model(cfg["size"], cfg["level"]), precision=cfg["mode"], copy=False)
+    images, cats = _images(1), np.zeros(1, dtype=np.int64)
+    model.predict(images, categories=cats)  # oneDNN picks and caches its kernels
+    print("KERNELS-BEGIN", flush=True)
+    model.predict(images, categories=cats)
+    print("KERNELS-END", flush=True)
+    return {"load": _load()}
+
+
+def _onednn_kernels(stdout: str) -> dict[str, Any]:
+    """Milliseconds per (primitive, implementation) between the worker's markers, and the ISA."""
+    totals: dict[str, float] = {}
+    isa, inside = None, False
+    for line in stdout.splitlines():
+        if line.startswith("KERNELS-"):
+            inside = line == "KERNELS-BEGIN"
+        elif line.startswith("onednn_verbose") and ",info,cpu,isa:" in line:
+            isa = line.split("isa:", 1)[1]
+        elif inside and line.startswith("onednn_verbose") and ",primitive,exec,cpu," in line:
+            fields = line.split(",")
+            key = f"{fields[5]} {fields[6]} ({fields[8].split(' ')[0].split(':')[1]})"
+            totals[key] = totals.get(key, 0.0) + float(fields[-1])
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return {"isa": isa, "kernels_ms": {k: round(v, 1) for k, v in ranked}}
+
+
 WORKERS = {
+    "kernels": work_kernels,
     "stages": work_stages,
     "matmul": work_matmul,
     "predict": work_predict,
@@ -457,6 +491,8 @@ def run(
     """
     cmd = [sys.executable, __file__, "--worker", json.dumps(cfg), "--threads", str(threads)]
     env = dict(os.environ)
+    if cfg["kind"] == "kernels":
+        env["ONEDNN_VERBOSE"] = "1"
     if tree is not None:
         # Ahead of site-packages, so ahead of the editable install's path finder.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
@@ -468,6 +504,8 @@ def run(
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT ") :])
+            if cfg["kind"] == "kernels":
+                result.update(_onednn_kernels(proc.stdout))
             return {**cfg, **result, "wall_s": round(time.perf_counter() - start, 1)}
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {**cfg, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
@@ -491,6 +529,16 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _print_kernels(result: dict[str, Any]) -> None:
+    """The oneDNN kernels one fast-path predict ran, longest first."""
+    if "error" in result:
+        print(f"kernels: {result['error']}")
+        return
+    print(f"\n## oneDNN kernels of one predict (ONEDNN_VERBOSE; ISA: {result.get('isa')})")
+    for key, ms in list(result.get("kernels_ms", {}).items())[:12]:
+        print(f"{ms:9.1f} ms  {key}")
 
 
 def _print_stages(result: dict[str, Any]) -> None:
@@ -581,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="alternations with --against (default 3)"
     )
     parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="with --quick: which oneDNN kernels (ISA, implementation) predict runs",
+    )
+    parser.add_argument(
         "--size",
         default="paper",
         choices=("paper", "small", "tiny"),
@@ -630,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         quick = go(quick_cfg, timeout=600)
         stages = go({"kind": "stages", "size": args.size, "level": "deep", "mode": "bfloat16"})
         _print_stages(stages)
+        if args.kernels:
+            _print_kernels(go({**quick_cfg, "kind": "kernels"}))
         print(f"deep_paper_rtf={_fmt(quick.get('rtf'), 4)}")
         return 0 if "error" not in quick else 1
 

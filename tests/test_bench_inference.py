@@ -50,3 +50,20 @@ def test_against_a_revision_runs_both_trees():
     assert "conchshell-against-" not in origins[0]
     assert lines[-1].startswith("speedup_vs_against=")
     assert float(lines[-1].split("=")[1]) > 0
+
+
+def test_onednn_kernels_are_summed_between_the_markers(bench):
+    out = "\n".join(
+        [
+            "onednn_verbose,v1,info,cpu,isa:Intel AMX with bfloat16",
+            "onednn_verbose,v1,primitive,exec,cpu,convolution,brg:amx,fwd,src:bf16 d:x,,,p,9.0",
+            "KERNELS-BEGIN",
+            "onednn_verbose,v1,primitive,exec,cpu,convolution,brg:amx,fwd,src:bf16 d:x,,,p,1.5",
+            "onednn_verbose,v1,primitive,exec,cpu,convolution,brg:amx,fwd,src:bf16 d:x,,,p,2.0",
+            "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::a dst:y,,,p,0.25",
+            "KERNELS-END",
+        ]
+    )
+    got = bench._onednn_kernels(out)
+    assert got["isa"] == "Intel AMX with bfloat16"
+    assert got["kernels_ms"] == {"convolution brg:amx (bf16)": 3.5, "reorder jit:uni (f32)": 0.2}
