@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     # Written beside the destination and swapped in, so a failure leaves the old model whole.
     args.dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ship-", dir=args.dest.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the package folder is for everyone
     for name in MODEL_FILES:
         shutil.copy2(model_dir / name, staging / name)
     (staging / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
