@@ -56,11 +56,13 @@ __all__ = [
     "PRECISIONS",
     "CastModule",
     "Conv1dAs2d",
+    "PrepackedConv",
     "convs_as_2d",
     "fold_batch_norm",
     "fold_weight_norm",
     "inplace_activations",
     "optimize",
+    "prepack_convs",
     "set_threads",
 ]
 
@@ -369,6 +371,124 @@ def convs_as_2d(module: nn.Module) -> int:
     return count
 
 
+class PrepackedConv(nn.Module):
+    """A 2-D or 3-D convolution whose weight oneDNN reorders once, not on every call.
+
+    On the CPU, ``torch.nn.functional.conv2d``/``conv3d`` hand oneDNN a plain
+    weight, and oneDNN reorders it into the blocked layout its AMX/AVX-512
+    kernels read on every call: about 100 ms of a paper-scale bfloat16 clip
+    (``bench/inference.py --quick --kernels``). This module reorders the weight
+    on its first call (for that input's shape) and keeps it, then calls
+    oneDNN's convolution on the packed weight. The output is the same
+    (the same kernel runs); the packed copy is rebuilt if the weight changes
+    dtype or storage and is never saved.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv2d or torch.nn.Conv3d
+        Zero-padded, with numeric padding, on the CPU.
+    """
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d) -> None:
+        super().__init__()
+        if not self.supports(conv):
+            raise ValueError(
+                f"only a zero-padded CPU Conv2d or Conv3d can be prepacked, got {conv}"
+            )
+        self.conv = conv
+        self._packed: tuple[tuple, torch.Tensor] | None = None
+
+    @staticmethod
+    def supports(conv: nn.Module) -> bool:
+        """Whether ``conv`` is a convolution this module can run (and oneDNN is there)."""
+        return (
+            type(conv) in (nn.Conv2d, nn.Conv3d)
+            and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)
+            and conv.weight.device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # oneDNN's opaque tensors neither copy nor pickle; the next call packs again.
+        state = dict(self.__dict__)
+        state["_packed"] = None
+        return state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped convolution of ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(batch, channels, *spatial)``, in the weight's dtype.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        conv = self.conv
+        if x.dtype != conv.weight.dtype or x.device.type != "cpu" or torch.is_grad_enabled():
+            return conv(x)
+        key = (conv.weight.data_ptr(), conv.weight.dtype, tuple(x.shape))
+        if self._packed is None or self._packed[0] != key:
+            reorder = (
+                torch._C._nn.mkldnn_reorder_conv2d_weight
+                if isinstance(conv, nn.Conv2d)
+                else torch._C._nn.mkldnn_reorder_conv3d_weight
+            )
+            weight = reorder(
+                conv.weight.detach().to_mkldnn(),
+                conv.padding,
+                conv.stride,
+                conv.dilation,
+                conv.groups,
+                list(x.shape),
+            )
+            self._packed = (key, weight)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x,
+            self._packed[1],
+            conv.bias,
+            conv.padding,
+            conv.stride,
+            conv.dilation,
+            conv.groups,
+            "none",
+            [],
+            "",
+        )
+
+
+def prepack_convs(module: nn.Module) -> int:
+    """Wrap every 2-D and 3-D convolution of ``module`` in :class:`PrepackedConv`, in place.
+
+    Convolutions inside another wrapper that reads their weight
+    (:class:`~conchshell.video.stem.RepeatedFramesConv3d`) are left alone.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        An inference module on the CPU (a ``torch.fx`` graph module works too).
+
+    Returns
+    -------
+    int
+        How many convolutions were wrapped.
+    """
+    from conchshell.video.stem import RepeatedFramesConv3d
+
+    count = 0
+    for parent in list(module.modules()):
+        if isinstance(parent, RepeatedFramesConv3d | PrepackedConv):
+            continue
+        for name, child in list(parent.named_children()):
+            if PrepackedConv.supports(child):
+                setattr(parent, name, PrepackedConv(child))
+                count += 1
+    return count
+
+
 def set_threads(threads: int | None = None, interop: int | None = None) -> dict[str, int]:
     """Set torch's intra-op (and, if still possible, inter-op) thread counts.
 
@@ -509,6 +629,12 @@ def optimize(
     )
     out.generator_.module_ = _prepare(out.generator_.module_, dtype, None, compile)
     decoders[level] = _prepare(decoders[level], dtype, None, compile)
+    prepacked = 0
+    if dtype != torch.float32 and not compile:
+        # float32 keeps torch's own calls, so its output matches the original's to rounding.
+        prepacked = sum(
+            prepack_convs(m) for m in (extractor.module_, out.generator_.module_, decoders[level])
+        )
 
     out.inference_ = {
         "precision": precision,
@@ -517,6 +643,7 @@ def optimize(
         "batch_norms_folded": batch_norms,
         "distinct_frame_stems": stems,
         "convs_as_2d": converted,
+        "prepacked_convs": prepacked,
         "in_place_ops": in_place,
         "threads": torch.get_num_threads(),
     }

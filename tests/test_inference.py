@@ -274,3 +274,25 @@ def test_optimize_reports_in_place_operations(fitted, images):
     fast = optimize(fitted, precision="float32")
     assert fast.inference_["in_place_ops"] > 0
     np.testing.assert_allclose(fast.predict(images), fitted.predict(images), atol=1e-5)
+
+
+def test_prepacked_convolutions_give_the_same_bf16_output(fitted, images):
+    from conchshell.inference import PrepackedConv
+
+    fast = optimize(fitted, precision="bfloat16")
+    assert fast.inference_["prepacked_convs"] > 0
+    first = fast.predict(images)
+    again = fast.predict(images)  # the packed weights are reused
+    unpacked = optimize(fitted, precision="bfloat16")
+    for module in (
+        unpacked.extractor_.module_,
+        unpacked.generator_.module_,
+        unpacked.codec_.module_,
+    ):
+        for parent in list(module.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, PrepackedConv):
+                    setattr(parent, name, child.conv)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, unpacked.predict(images))
+    assert optimize(fitted, precision="float32").inference_["prepacked_convs"] == 0
