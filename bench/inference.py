@@ -46,6 +46,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -355,9 +356,14 @@ def _executed_gflop(fn: Any) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    def prepacked_conv(x, w, b, padding, stride, dilation, groups, *rest, out_shape=None):
+        # The fast path's oneDNN convolution (PrepackedConv): torch's counter has no formula.
+        return 2 * math.prod(out_shape) * w[1] * math.prod(w[2:])
+
+    mapping = {torch.ops.mkldnn._convolution_pointwise: prepacked_conv}
     # Under no_grad, not inference_mode: the counter cannot run weight norm's
     # parametrisations on inference tensors.
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return counter.get_total_flops() / 1e9
 
