@@ -21,6 +21,9 @@
   whose autocast recasts every weight on every call and leaves the layout as it
   is. The codebook lookup stays in float32, so a latent snaps to the same
   code unless it lies within bf16 rounding of a tie;
+- in bfloat16, every 2-D and 3-D convolution keeps its weight in oneDNN's
+  blocked layout (:class:`PrepackedConv`) instead of having it reordered on
+  every call (bit-identical output);
 - optionally ``torch.compile`` (off by default: on two CPU cores the first
   call compiled for 223 s, and later calls were 10-20 % faster, about the
   noise of a shared machine; see ``docs/performance.md``).
