@@ -128,19 +128,3 @@ def test_a_short_fit_tells_inputs_apart_and_beats_the_constant_mean():
     fitted_l1 = np.abs(out - targets).mean()
     constant_l1 = np.abs(targets.mean(0) - targets).mean()
     assert fitted_l1 < 0.5 * constant_l1
-
-
-@pytest.mark.parametrize("n_candidates", [2, 7, 20])
-def test_imle_picks_the_nearest_candidate_of_one_batched_pass(n_candidates):
-    # The candidates run in one forward pass (sliced at 64 rows); the pick is the
-    # nearest of the draws, as with one pass per candidate.
-    g = tiny(noise_dim=3, n_candidates=n_candidates, n_categories=6).initialize()
-    x, c, y = torch.randn(5, 8), torch.tensor([0, 1, 2, 3, 4]), torch.randn(5, 4, 16)
-    picked = g._nearest_noise(x, c, y, torch.Generator().manual_seed(1))
-    draws = torch.randn(5, n_candidates, 3, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        dist = torch.stack(
-            [(g.module_(x, c, draws[:, j]) - y).abs().mean((1, 2)) for j in range(n_candidates)],
-            1,
-        )
-    assert torch.equal(picked, draws[torch.arange(5), dist.argmin(1)])

@@ -898,19 +898,11 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         draws = torch.randn(n, k, n_noise, generator=rng).to(x.device)
         if k == 1:
             return draws[:, 0]
-        # All candidates in one forward pass of n * k rows (one large product per layer
-        # instead of k small ones), in slices of at most 64 rows to bound the memory.
-        per = max(1, 64 // n)
-        dist = []
         with torch.no_grad():
-            for j in range(0, k, per):
-                z = draws[:, j : j + per]
-                m = z.shape[1]
-                out = self.module_(
-                    x.repeat_interleave(m, 0), c.repeat_interleave(m), z.flatten(0, 1)
-                )
-                dist.append((out.view(n, m, *y.shape[1:]) - y[:, None]).abs().mean((2, 3)))
-        return draws[torch.arange(n), torch.cat(dist, 1).argmin(1)]
+            dist = torch.stack(
+                [(self.module_(x, c, draws[:, j]) - y).abs().mean((1, 2)) for j in range(k)], 1
+            )
+        return draws[torch.arange(n), dist.argmin(1)]
 
     def sample_noise(self, n_samples: int, seed: int | None = None) -> torch.Tensor | None:
         """The noise :meth:`transform` feeds when given none: ``(n_samples, noise_dim)``.
