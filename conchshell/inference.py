@@ -403,7 +403,16 @@ class PrepackedConv(nn.Module):
 
     @staticmethod
     def supports(conv: nn.Module) -> bool:
-        """Whether ``conv`` is a convolution this module can run (and oneDNN is there)."""
+        """Whether ``conv`` is a convolution this module can run (and oneDNN is there).
+
+        Parameters
+        ----------
+        conv : torch.nn.Module
+
+        Returns
+        -------
+        bool
+        """
         return (
             type(conv) in (nn.Conv2d, nn.Conv3d)
             and conv.padding_mode == "zeros"

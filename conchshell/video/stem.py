@@ -69,7 +69,16 @@ class RepeatedFramesConv3d(nn.Module):
 
     @staticmethod
     def supports(conv: nn.Module) -> bool:
-        """Whether ``conv`` is a Conv3d this rewrite keeps exact."""
+        """Whether ``conv`` is a Conv3d this rewrite keeps exact.
+
+        Parameters
+        ----------
+        conv : torch.nn.Module
+
+        Returns
+        -------
+        bool
+        """
         return (
             isinstance(conv, nn.Conv3d)
             and conv.stride[0] == 1
