@@ -72,6 +72,10 @@ def test_real_piano_clips_are_music(real_clips):
         assert m["n_notes"] == round(m["onsets_per_second"] * 8)
         assert m["spectral_flatness"] <= 0.01
     assert music_fraction(real_clips[:2]) == 1.0
+    # Notes the caller already has give the same figures without transcribing again.
+    assert music_measure(real_clips, notes=transcribe(real_clips)) == measures
+    with pytest.raises(ValueError, match="notes has 1 entries for 6 clips"):
+        music_measure(real_clips, notes=transcribe(real_clips[:1]))
 
 
 def test_white_noise_is_not_music():

@@ -137,10 +137,10 @@ def codec_reconstructions(model: Any, clips: object, batch_size: int = 8) -> np.
     return torch.cat(out).numpy()
 
 
-def _music(clips: np.ndarray) -> dict[str, float]:
+def _music(clips: np.ndarray, notes: list | None = None) -> dict[str, float]:
     from conchshell.evaluation.transcription import music_measure
 
-    rows = music_measure(clips)
+    rows = music_measure(clips, notes=notes)
     return {
         "music_fraction": float(np.mean([r["is_music"] for r in rows])),
         "onsets_per_second": float(np.mean([r["onsets_per_second"] for r in rows])),
@@ -157,6 +157,7 @@ def music_report(
     generated_true: np.ndarray | None = None,
     *,
     music: bool = True,
+    notes: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Issue 19's figures for ``model`` on ``val`` (see the module docs).
 
@@ -173,6 +174,10 @@ def music_report(
         The same with the true categories; generated here otherwise.
     music : bool, default=True
         Run the transcriber (the slowest part: about 1 s per clip on two cores).
+    notes : dict, optional
+        ``{"generated": ..., "real": ...}``: the notes of ``generated_true`` and
+        of ``val``'s clips as :func:`~conchshell.evaluation.transcription.transcribe`
+        returns them, when the caller has them already; transcribed here otherwise.
 
     Returns
     -------
@@ -223,6 +228,7 @@ def music_report(
         "image_accuracy": float(np.mean(predicted == truth)),
     }
     if music:
-        out.update(_music(generated_true))
-        out.update({f"real_{k}": v for k, v in _music(reference).items()})
+        notes = notes or {}
+        out.update(_music(generated_true, notes.get("generated")))
+        out.update({f"real_{k}": v for k, v in _music(reference, notes.get("real")).items()})
     return out

@@ -322,7 +322,9 @@ def _spectral_flatness(clip: np.ndarray) -> float:
     return float(np.mean(flatness))
 
 
-def music_measure(clips: object, sample_rate: int = SAMPLE_RATE) -> list[dict[str, Any]]:
+def music_measure(
+    clips: object, sample_rate: int = SAMPLE_RATE, notes: Sequence[object] | None = None
+) -> list[dict[str, Any]]:
     """Per clip, the transcription cues and whether they say "piano music".
 
     Parameters
@@ -331,6 +333,10 @@ def music_measure(clips: object, sample_rate: int = SAMPLE_RATE) -> list[dict[st
         One mono clip ``(samples,)`` or a batch ``(n, samples)``.
     sample_rate : int, default=16000
         Rate of ``clips`` in Hz.
+    notes : sequence of array-like of shape (n_notes, 4), optional
+        The clips' notes as :func:`transcribe` returns them, when the caller
+        already has them (the transcriber is the slow part); transcribed here
+        otherwise.
 
     Returns
     -------
@@ -362,16 +368,21 @@ def music_measure(clips: object, sample_rate: int = SAMPLE_RATE) -> list[dict[st
     seconds = batch.shape[1] / sample_rate
     low, high = ONSET_RATE_RANGE
     results = []
-    for clip, notes in zip(batch, transcribe(batch, sample_rate), strict=True):
-        coverage = _note_coverage(notes, seconds)
-        rate = notes.shape[0] / seconds
+    if notes is None:
+        notes = transcribe(batch, sample_rate)
+    elif len(notes) != batch.shape[0]:
+        raise ValueError(f"notes has {len(notes)} entries for {batch.shape[0]} clips")
+    for clip, found in zip(batch, notes, strict=True):
+        found = np.asarray(found)
+        coverage = _note_coverage(found, seconds)
+        rate = found.shape[0] / seconds
         flatness = _spectral_flatness(clip)
         results.append(
             {
                 "note_coverage": coverage,
                 "onsets_per_second": float(rate),
                 "spectral_flatness": flatness,
-                "n_notes": int(notes.shape[0]),
+                "n_notes": int(found.shape[0]),
                 "is_music": bool(
                     coverage >= MIN_NOTE_COVERAGE
                     and low <= rate <= high
