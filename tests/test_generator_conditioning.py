@@ -57,7 +57,8 @@ def test_noise_input_sizes_and_draws():
     out = noisy.transform(x, c)
     # The default noise is seeded: the same call gives the same latents, row by row.
     assert torch.equal(noisy.transform(x, c), out)
-    assert torch.equal(noisy.transform(x[:2], c[:2]), out[:2])
+    # The same noise rows whatever the batch (the kernels may round a batch of 2 differently).
+    torch.testing.assert_close(noisy.transform(x[:2], c[:2]), out[:2], rtol=1e-5, atol=1e-4)
     assert torch.equal(noisy.sample_noise(5)[:2], noisy.sample_noise(2))
     other = noisy.transform(x, c, noisy.sample_noise(5, seed=7))
     assert not torch.allclose(other, out)
