@@ -129,3 +129,38 @@ def test_a_short_fit_tells_inputs_apart_and_beats_the_constant_mean():
     fitted_l1 = np.abs(out - targets).mean()
     constant_l1 = np.abs(targets.mean(0) - targets).mean()
     assert fitted_l1 < 0.5 * constant_l1
+
+
+@pytest.mark.parametrize("level", ["low", "high"])
+def test_at_frames_is_the_forward_pass_at_those_frames(level):
+    g = Generator(level, size="tiny", in_features=8, n_frames=40, noise_dim=3, device="cpu")
+    module = g.initialize().module_.eval()
+    torch.manual_seed(0)
+    x, c, z = torch.randn(3, 8), torch.tensor([0, 1, 2]), torch.randn(3, 3)
+    frames = torch.tensor([0, 7, 8, 39])
+    with torch.no_grad():
+        whole, some = module(x, c, z), module.at_frames(x, c, z, frames)
+    assert some.shape == (3, g.emb_width_, 4)
+    torch.testing.assert_close(some, whole[..., frames], rtol=1e-5, atol=1e-4)
+
+
+def test_imle_on_a_few_frames_still_matches_the_pieces():
+    # A quarter of the 16 frames per search: the pieces differ on every frame, so the
+    # search picks the same candidates and the fit lands on the pieces as exact IMLE does.
+    imle = fit_two_pieces(n_candidates=8, search_frames=4)
+    assert imle["to_nearer_piece"] < 2.0 and imle["to_mean"] > 5.0 and imle["spread"] > 5.0
+    assert min(imle["hits"]) >= 4
+
+
+def test_search_frames_at_or_past_the_length_is_exact_imle():
+    exact = fit_two_pieces(n_candidates=8, max_steps=6)
+    capped = fit_two_pieces(n_candidates=8, max_steps=6, search_frames=16)
+    assert capped == exact
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_search_frames_must_be_a_positive_int(value):
+    with pytest.raises((TypeError, ValueError), match="search_frames"):
+        tiny(n_candidates=2, noise_dim=2, search_frames=value).fit(
+            np.zeros((4, 8), np.float32), np.zeros((4, 4, 16), np.float32), np.zeros(4, int)
+        )
