@@ -63,7 +63,7 @@ def test_presets_use_the_sized_components(size):
     # The paper size keeps the paper's generator; the CPU sizes add issue 19's recipe.
     recipe = {
         "paper": {},
-        "small": {"noise_dim": 32, "n_candidates": 8},
+        "small": {"noise_dim": 32, "n_candidates": 8, "search_frames": 2000},
         "tiny": {"noise_dim": 4, "n_candidates": 2},
     }[size]
     if recipe:
