@@ -49,11 +49,11 @@ def main() -> None:
     train = load_bop(args.data, "train", random_state=0)
     n = 8 * args.batches
     items = np.random.RandomState(0).permutation(len(train))[:n]
-    images = torch.stack([train[int(i)][0] for i in items])
+    images = train.stack_images(items)
     cats = torch.as_tensor(np.asarray(train.category_ids)[items])
     with torch.no_grad():
         features = model._features(images)
-        audio = fit_length(torch.stack([train.get_waveform(int(i)) for i in items]), 128_000)
+        audio = fit_length(train.stack_audio(items), model._n_samples)
         latents = torch.cat([model.codec_.transform(a, level=model.level_) for a in audio.split(8)])
     gen = model.generator_
     gen.set_params(n_candidates=8)

@@ -26,7 +26,7 @@ vgg_baseline  deep   VGG-16              none: the last VGG block's map, repeate
   from the paper: the generator has a 32-d noise input, a signal-preserving
   initialisation and standardised features, and is trained by conditional
   IMLE on the codec's latents (``warm_start_steps`` of ``Generator.fit``,
-  about 0.28 s each on two cores, the candidates compared on 2000 random
+  about 0.27 s each on two cores, the candidates compared on 2000 random
   latent frames, ``search_frames``) with no adversarial stage (``max_steps=0``),
   because the paper's GAN steps undid the music at this scale. Setting
   ``max_steps`` adds them back, the discriminator and the losses then seeing
@@ -77,7 +77,7 @@ def _generator(size: str) -> Any:
         init_std="he",
         noise_dim=32 if size == "small" else 4,
         n_candidates=8 if size == "small" else 2,
-        # 2000 of 16,000 Deep frames pick the exact search's candidate 95 % of the time
+        # 2000 of 16,000 Deep frames pick the exact search's candidate 92 % of the time
         # at a quarter of its cost (bench/imle_search.py); tiny clips are shorter than that.
         search_frames=2000 if size == "small" else None,
         feature_scaling=True,

@@ -1,0 +1,148 @@
+"""Benchmark: a generator recipe fitted for a fixed time, judged on held-out training clips.
+
+Settings of the generator's IMLE stage are chosen on the training split, not
+on val (issue 19). This holds out 4 clips per category of the stand-in train
+split, with every photo paired with them; refits the shipped model's
+generator from scratch (its parameters, plus ``--set`` overrides) on the
+rest, on the shipped model's features and codec latents, for ``--minutes``;
+then, for the held-out photos with their true categories, prints:
+
+- ``steps`` and the last epoch's ``loss`` (L1 of the regressed candidate);
+- ``relevance``: a codec-matched :class:`~conchshell.evaluation.RelevanceClassifier`
+  (fitted on the codec's reconstructions of the kept clips) on the generated
+  clips, and ``ceiling``, the same judge on the held-out clips' reconstructions;
+- ``descriptor``: :class:`~conchshell.evaluation.DescriptorProfile` agreement;
+- ``variety``: within-category log-mel distance of the generated clips over
+  that of the real clips they are paired with;
+- ``near``: fraction within 10 dB SI-SDR of a kept training clip;
+- ``rms_ratio``: the generated clips' RMS over the paired real clips'.
+
+Usage::
+
+    python bench/generator_heldout.py --minutes 20                       # the preset recipe
+    python bench/generator_heldout.py --minutes 20 --set search_frames=null
+    python bench/generator_heldout.py --minutes 20 --set lr=0.001 --threads 1
+
+Each ``--set`` value is JSON (``null``, numbers, strings in quotes where
+ambiguous). Fits are time-bounded: compare recipes run side by side on the
+same machine, or one after the other on a quiet one. The last line is
+``generator_heldout=<json>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _decode(model, latents: torch.Tensor, n: int) -> np.ndarray:
+    with torch.no_grad():
+        out = [
+            model.codec_.decode(chunk, level=model.level_, quantize=True).cpu()
+            for chunk in latents.split(8)
+        ]
+    return torch.cat(out)[:, :n].numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/standin")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--per-category", type=int, default=4, help="held-out clips")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        overrides[key] = _value(value)
+
+    from sklearn.base import clone
+
+    from conchshell.data.audio import fit_length
+    from conchshell.datasets import load_bop
+    from conchshell.demo import pretrained_model
+    from conchshell.evaluation import DescriptorProfile, RelevanceClassifier
+    from conchshell.evaluation.report import near_copies, within_category_distance
+
+    model = pretrained_model()
+    n = model._n_samples
+    train = load_bop(args.data, "train", random_state=0)
+    cats = torch.as_tensor(train.category_ids, dtype=torch.long)
+    keys = [str(p) for p in train.audio_paths]
+    clips = sorted(set(keys))
+    clip_of = np.array([clips.index(k) for k in keys])
+    first = [keys.index(k) for k in clips]
+    with torch.no_grad():
+        features = model._features(train.stack_images())
+        audio = fit_length(train.stack_audio(first), n)  # never augmented
+        latents = torch.cat(
+            [model.codec_.transform(a, level=model.level_).cpu() for a in audio.split(8)]
+        )
+    clip_cat = np.asarray(cats)[first]
+    rng = np.random.RandomState(0)
+    held = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(clip_cat == c), args.per_category, replace=False)
+            for c in range(len(train.categories))
+        ]
+    )
+    out = np.isin(clip_of, held)
+    kept = np.setdiff1d(np.arange(len(clips)), held)
+
+    gen = clone(model.generator_).set_params(
+        warm_start=False,
+        max_time=60.0 * args.minutes,
+        max_steps=None,
+        max_epochs=10**6,
+        verbose=0,
+        random_state=0,
+        **overrides,
+    )
+    start = time.perf_counter()
+    gen.fit(features[~out], latents[clip_of[~out]], cats[~out])
+    fit_s = time.perf_counter() - start
+
+    with torch.no_grad():
+        generated = _decode(model, gen.transform(features[out], cats[out]), n)
+    waves = audio.numpy()
+    truth = np.asarray(cats[out])
+    real = waves[clip_of[out]]
+    judge = RelevanceClassifier().fit(_decode(model, latents[kept], n), clip_cat[kept])
+    profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
+    row = {
+        "set": overrides,
+        "minutes": args.minutes,
+        "steps": gen.history_[-1]["step"],
+        "loss": round(gen.history_[-1]["loss"], 3),
+        "fit_s": round(fit_s, 1),
+        "n_heldout_photos": int(out.sum()),
+        "relevance": round(float(judge.score(generated, truth)), 3),
+        "ceiling": round(float(judge.score(_decode(model, latents[held], n), clip_cat[held])), 3),
+        "descriptor": round(float(profile.score(generated, truth)), 3),
+        "variety": round(
+            within_category_distance(generated, truth) / within_category_distance(real, truth), 3
+        ),
+        "near": round(near_copies(generated, waves[kept]), 3),
+        "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
+    }
+    print("generator_heldout=" + json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
