@@ -445,20 +445,7 @@ class PooledGenerator(_ConditionedGenerator):
         noise: torch.Tensor | None,
         frames: torch.Tensor,
     ) -> torch.Tensor:
-        """The output at some latent frames only, the Linear over time cut to their rows.
-
-        Parameters
-        ----------
-        features, categories, noise : torch.Tensor
-            As :meth:`forward`.
-        frames : torch.Tensor of int
-            Frame indices.
-
-        Returns
-        -------
-        torch.Tensor
-            ``(batch, emb_width, len(frames))``, equal to ``forward(...)[..., frames]``.
-        """
+        # (Documented on the base class.) Only those rows of the Linear over time.
         x = self.linear(self._condition(features, categories, noise))
         x = self.body(rearrange(x, "b l -> b 1 l")).contiguous()
         # Most of a forward pass is the last Linear and the elementwise work on its
