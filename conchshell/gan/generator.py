@@ -432,11 +432,16 @@ class PooledGenerator(_ConditionedGenerator):
         -------
         torch.Tensor
         """
+        return torch.tanh(self.frames(self._hidden(features, categories, noise))) * OUTPUT_SCALE
+
+    def _hidden(
+        self, features: torch.Tensor, categories: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Everything before the Linear over time: ``(batch, emb_width, length)``."""
         x = self.linear(self._condition(features, categories, noise))
         # The fast path's channels-last convolutions hand back a strided view; a
         # Linear over a strided input copies its whole weight (10 ms at paper scale).
-        x = self.frames(self.body(rearrange(x, "b l -> b 1 l")).contiguous())
-        return torch.tanh(x) * OUTPUT_SCALE
+        return self.body(rearrange(x, "b l -> b 1 l")).contiguous()
 
     def at_frames(
         self,
@@ -445,11 +450,10 @@ class PooledGenerator(_ConditionedGenerator):
         noise: torch.Tensor | None,
         frames: torch.Tensor,
     ) -> torch.Tensor:
-        # (Documented on the base class.) Only those rows of the Linear over time.
-        x = self.linear(self._condition(features, categories, noise))
-        x = self.body(rearrange(x, "b l -> b 1 l")).contiguous()
-        # Most of a forward pass is the last Linear and the elementwise work on its
-        # (batch, emb_width, n_frames) output; a few rows of it cost a few rows' worth.
+        # (Documented on the base class.) Most of a forward pass is the Linear over time
+        # and the elementwise work on its (batch, emb_width, n_frames) output: only the
+        # rows asked for are computed.
+        x = self._hidden(features, categories, noise)
         x = F.linear(x, self.frames.weight[frames], self.frames.bias[frames])
         return torch.tanh(x) * OUTPUT_SCALE
 
