@@ -360,7 +360,14 @@ def _executed_gflop(fn: Any) -> float:
         # The fast path's oneDNN convolution (PrepackedConv): torch's counter has no formula.
         return 2 * math.prod(out_shape) * w[1] * math.prod(w[2:])
 
-    mapping = {torch.ops.mkldnn._convolution_pointwise: prepacked_conv}
+    def fused_conv(other, x, w, *rest, out_shape=None):
+        # FusedConv with a residual: oneDNN adds into ``other`` (the addition is not counted).
+        return 2 * math.prod(out_shape) * w[1] * math.prod(w[2:])
+
+    mapping = {
+        torch.ops.mkldnn._convolution_pointwise: prepacked_conv,
+        torch.ops.mkldnn._convolution_pointwise_: fused_conv,
+    }
     # Under no_grad, not inference_mode: the counter cannot run weight norm's
     # parametrisations on inference tensors.
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:

@@ -23,7 +23,8 @@
   code unless it lies within bf16 rounding of a tie;
 - in bfloat16, every 2-D and 3-D convolution keeps its weight in oneDNN's
   blocked layout (:class:`PrepackedConv`) instead of having it reordered on
-  every call (bit-identical output);
+  every call (bit-identical output), and in I3D the ReLU and residual
+  addition after a convolution run inside it (:func:`fuse_convolutions`);
 - optionally ``torch.compile`` (off by default: on two CPU cores the first
   call compiled for 223 s, and later calls were 10-20 % faster, about the
   noise of a shared machine; see ``docs/performance.md``).
@@ -59,10 +60,12 @@ __all__ = [
     "PRECISIONS",
     "CastModule",
     "Conv1dAs2d",
+    "FusedConv",
     "PrepackedConv",
     "convs_as_2d",
     "fold_batch_norm",
     "fold_weight_norm",
+    "fuse_convolutions",
     "inplace_activations",
     "optimize",
     "prepack_convs",
@@ -440,8 +443,20 @@ class PrepackedConv(nn.Module):
         torch.Tensor
         """
         conv = self.conv
-        if x.dtype != conv.weight.dtype or x.device.type != "cpu" or torch.is_grad_enabled():
+        if not self._fast(x):
             return conv(x)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self._weight(x), conv.bias, conv.padding, conv.stride, conv.dilation,
+            conv.groups, "none", [], "",
+        )  # fmt: skip
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        weight = self.conv.weight
+        return x.dtype == weight.dtype and x.device.type == "cpu" and not torch.is_grad_enabled()
+
+    def _weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight in oneDNN's layout for inputs shaped like ``x`` (packed on first use)."""
+        conv = self.conv
         key = (conv.weight.data_ptr(), conv.weight.dtype, tuple(x.shape))
         if self._packed is None or self._packed[0] != key:
             reorder = (
@@ -458,18 +473,84 @@ class PrepackedConv(nn.Module):
                 list(x.shape),
             )
             self._packed = (key, weight)
-        return torch.ops.mkldnn._convolution_pointwise(
-            x,
-            self._packed[1],
-            conv.bias,
-            conv.padding,
-            conv.stride,
-            conv.dilation,
-            conv.groups,
-            "none",
-            [],
-            "",
-        )
+        return self._packed[1]
+
+
+class FusedConv(PrepackedConv):
+    """A prepacked convolution with the residual addition and ReLU after it done by oneDNN.
+
+    ``relu(conv(x) + residual)`` (or ``relu(conv(x))``, or ``conv(x) + residual``) in
+    one oneDNN call: the addition and the activation run on the convolution's
+    output while it is still in cache, instead of as two more passes over memory.
+    The ReLU is exact; the addition rounds once (the sum is rounded to
+    bfloat16) where the unfused layers round twice (the convolution's output,
+    then the sum), so bfloat16 outputs differ by bfloat16 rounding.
+
+    The residual tensor is overwritten with the result: :func:`fuse_convolutions`
+    only fuses an addition whose other operand nobody reads afterwards.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv2d or torch.nn.Conv3d
+        As for :class:`PrepackedConv`.
+    relu : bool, default=False
+        Apply a ReLU to the result.
+    residual : bool, default=False
+        ``forward`` takes a second tensor added to the convolution's output.
+    """
+
+    def __init__(
+        self, conv: nn.Conv2d | nn.Conv3d, *, relu: bool = False, residual: bool = False
+    ) -> None:
+        super().__init__(conv)
+        self.relu = relu
+        self.residual = residual
+
+    def extra_repr(self) -> str:
+        return f"relu={self.relu}, residual={self.residual}"
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``conv(x)``, plus ``residual`` when given, then the ReLU when set.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(batch, channels, *spatial)``, in the weight's dtype.
+        residual : torch.Tensor, optional
+            Shaped like the output; required exactly when ``residual=True``.
+            Overwritten with the result on the fast path.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        if (residual is not None) != self.residual:
+            raise ValueError(
+                f"this convolution was built with residual={self.residual}, "
+                f"but forward got residual={'a tensor' if residual is not None else None}"
+            )
+        conv = self.conv
+        unary = "relu" if self.relu else "none"
+        args = (conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
+        if self._fast(x) and (residual is None or self._writable(x, residual)):
+            weight = self._weight(x)
+            if residual is None:
+                return torch.ops.mkldnn._convolution_pointwise(x, weight, *args, unary, [], "")
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                residual, x, weight, *args, "add", None, unary, [], ""
+            )
+        out = PrepackedConv.forward(self, x)
+        if residual is not None:
+            out = out + residual
+        return torch.relu(out) if self.relu else out
+
+    @staticmethod
+    def _writable(x: torch.Tensor, residual: torch.Tensor) -> bool:
+        # oneDNN writes the sum into the residual: it must be laid out as the output is.
+        layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+        if layout is None or not x.is_contiguous(memory_format=layout):
+            layout = torch.contiguous_format
+        return residual.dtype == x.dtype and residual.is_contiguous(memory_format=layout)
 
 
 def prepack_convs(module: nn.Module) -> int:
@@ -498,6 +579,118 @@ def prepack_convs(module: nn.Module) -> int:
             if PrepackedConv.supports(child):
                 setattr(parent, name, PrepackedConv(child))
                 count += 1
+    return count
+
+
+def fuse_convolutions(module: nn.Module) -> int:
+    """Fold each ReLU and residual addition after a prepacked convolution into it.
+
+    In every ``torch.fx.GraphModule`` inside ``module``, a
+    :class:`PrepackedConv` whose only reader is
+
+    - a ReLU module becomes ``FusedConv(relu=True)``;
+    - an addition becomes ``FusedConv(residual=True)`` taking the addition's
+      other operand, and also ``relu=True`` when a ReLU module is the
+      addition's only reader. The other operand is overwritten, so this is
+      done only where it is an intermediate result (a module's output, not
+      the graph's input) that every other reader has read before the
+      convolution runs.
+
+    Run it after :func:`prepack_convs`. For inference only.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Changed in place.
+
+    Returns
+    -------
+    int
+        How many convolutions were fused with something.
+    """
+    count = 0
+    for graph_module in [m for m in module.modules() if isinstance(m, torch.fx.GraphModule)]:
+        count += _fuse_graph(graph_module)
+    return count
+
+
+def _fuse_graph(graph_module: torch.fx.GraphModule) -> int:
+    import operator
+
+    adds = (operator.add, operator.iadd, torch.add)
+    modules = dict(graph_module.named_modules())
+    order = {node: i for i, node in enumerate(graph_module.graph.nodes)}
+    calls: dict[str, int] = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+
+    def module_of(node: object) -> nn.Module | None:
+        if isinstance(node, torch.fx.Node) and node.op == "call_module":
+            return modules.get(node.target)
+        return None
+
+    def only_reader(node: torch.fx.Node) -> torch.fx.Node | None:
+        return next(iter(node.users)) if len(node.users) == 1 else None
+
+    def owned(value: object, at: torch.fx.Node, via: torch.fx.Node) -> bool:
+        # May ``value``'s memory be overwritten at ``at``? Only an intermediate result
+        # computed before, that every reader but ``via`` has read by then (following
+        # in-place aliases back to where the memory was allocated).
+        layer = module_of(value)
+        if (
+            layer is None
+            or order[value] >= order[at]
+            or any(order[user] >= order[at] for user in value.users if user is not via)
+        ):
+            return False
+        if isinstance(layer, FusedConv) and layer.residual:
+            return owned(value.args[1], at, value)
+        if isinstance(layer, _ACTIVATIONS) and layer.inplace:
+            return owned(value.args[0], at, value)
+        return isinstance(layer, (*_FRESH_OUTPUT, *_ACTIVATIONS, PrepackedConv))
+
+    count = 0
+    for node in list(graph_module.graph.nodes):
+        conv = module_of(node)
+        if type(conv) is not PrepackedConv or len(node.args) != 1 or node.kwargs:
+            continue
+        if calls[node.target] > 1:
+            continue  # a layer called twice would change at both calls
+        reader = only_reader(node)
+        residual = last = None
+        if (
+            reader is not None
+            and reader.op == "call_function"
+            and reader.target in adds
+            and len(reader.args) == 2
+            and not reader.kwargs
+        ):
+            other = reader.args[1] if reader.args[0] is node else reader.args[0]
+            if other is node or not owned(other, node, reader):
+                continue
+            residual, last = other, reader
+            reader = only_reader(reader)
+        relu = isinstance(module_of(reader), nn.ReLU)
+        if relu:
+            last = reader
+        if last is None:
+            continue
+        fused = FusedConv(conv.conv, relu=relu, residual=residual is not None)
+        parent, _, name = node.target.rpartition(".")
+        setattr(graph_module.get_submodule(parent), name, fused)
+        modules[node.target] = fused
+        if residual is not None:
+            node.args = (node.args[0], residual)
+        last.replace_all_uses_with(node)
+        # The ReLU and the addition folded in have no readers left.
+        while last is not node:
+            before = last.args[0] if last.op == "call_module" else None
+            graph_module.graph.erase_node(last)
+            last = before if before is not None else node
+        count += 1
+    graph_module.delete_all_unused_submodules()
+    graph_module.recompile()
     return count
 
 
@@ -641,12 +834,14 @@ def optimize(
     )
     out.generator_.module_ = _prepare(out.generator_.module_, dtype, None, compile)
     decoders[level] = _prepare(decoders[level], dtype, None, compile)
-    prepacked = 0
+    prepacked = fused = 0
     if dtype != torch.float32 and not compile:
         # float32 keeps torch's own calls, so its output matches the original's to rounding.
         prepacked = sum(
             prepack_convs(m) for m in (extractor.module_, out.generator_.module_, decoders[level])
         )
+        # I3D is a traced graph: its ReLUs and residual additions join the convolutions.
+        fused = fuse_convolutions(extractor.module_)
 
     out.inference_ = {
         "precision": precision,
@@ -656,6 +851,7 @@ def optimize(
         "distinct_frame_stems": stems,
         "convs_as_2d": converted,
         "prepacked_convs": prepacked,
+        "fused_convs": fused,
         "in_place_ops": in_place,
         "threads": torch.get_num_threads(),
     }

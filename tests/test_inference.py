@@ -276,9 +276,12 @@ def test_optimize_reports_in_place_operations(fitted, images):
     np.testing.assert_allclose(fast.predict(images), fitted.predict(images), atol=1e-5)
 
 
-def test_prepacked_convolutions_give_the_same_bf16_output(fitted, images):
+def test_prepacked_convolutions_give_the_same_bf16_output(fitted, images, monkeypatch):
+    from conchshell import inference
     from conchshell.inference import PrepackedConv
 
+    # Fusing the residual additions rounds differently; this test is about the packing.
+    monkeypatch.setattr(inference, "fuse_convolutions", lambda module: 0)
     fast = optimize(fitted, precision="bfloat16")
     assert fast.inference_["prepacked_convs"] > 0
     first = fast.predict(images)
@@ -296,3 +299,118 @@ def test_prepacked_convolutions_give_the_same_bf16_output(fitted, images):
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, unpacked.predict(images))
     assert optimize(fitted, precision="float32").inference_["prepacked_convs"] == 0
+
+
+class _TwoBlocks(nn.Module):
+    """Two residual blocks shaped like I3D's (the second with a projection shortcut)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(3, 8, 3, padding=1)
+        self.a = nn.Sequential(
+            nn.Conv3d(8, 4, 1), nn.ReLU(), nn.Conv3d(4, 8, (3, 1, 1), padding=(1, 0, 0))
+        )
+        self.b = nn.Sequential(nn.Conv3d(8, 4, 1), nn.ReLU(), nn.Conv3d(4, 16, 1))
+        self.project = nn.Conv3d(8, 16, 1)
+        self.act = nn.ModuleList(nn.ReLU() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act[0](self.stem(x))
+        x = self.act[1](x + self.a(x))
+        return self.act[2](self.project(x) + self.b(x))
+
+
+def _bf16_graph(module: nn.Module) -> torch.fx.GraphModule:
+    from conchshell.inference import prepack_convs
+
+    torch.manual_seed(0)
+    graph = torch.fx.symbolic_trace(module.eval())
+    graph = graph.to(torch.bfloat16).to(memory_format=torch.channels_last_3d)
+    prepack_convs(graph)
+    return graph
+
+
+def test_fuse_convolutions_folds_relus_and_residual_additions():
+    from conchshell.inference import FusedConv, fuse_convolutions
+
+    torch.manual_seed(0)
+    net = _TwoBlocks()
+    plain = _bf16_graph(net)
+    fused = _bf16_graph(net)
+    assert fuse_convolutions(fused) == 5
+    kinds = sorted((m.relu, m.residual) for m in fused.modules() if isinstance(m, FusedConv))
+    # stem+ReLU, a/b's first conv+ReLU, a's last conv+x+ReLU, b's last conv+projection+ReLU
+    assert kinds == [(True, False)] * 3 + [(True, True)] * 2
+    assert not any(isinstance(m, nn.ReLU) for m in fused.modules())
+    x = torch.randn(2, 3, 4, 6, 6).to(torch.bfloat16).to(memory_format=torch.channels_last_3d)
+    kept = x.clone()
+    with torch.inference_mode():
+        want, got = plain(x).float(), fused(x).float()
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)  # the input is never written
+    assert (got >= 0).all()
+    # One bfloat16 rounding fewer per residual block: equal to bf16 rounding.
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+    with torch.no_grad():
+        reference = net.to(torch.bfloat16)(x).float()
+    torch.testing.assert_close(got, reference, rtol=2e-2, atol=2e-2)
+
+
+def test_fuse_convolutions_leaves_inputs_and_later_readers_alone():
+    from conchshell.inference import FusedConv, fuse_convolutions
+
+    class Risky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv3d(4, 4, 1)
+            self.other = nn.Conv3d(4, 4, 1)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            kept = self.other(x)
+            y = self.act(self.conv(x) + x)  # x is the caller's tensor: never overwritten
+            z = self.other(kept) + kept  # kept is read after this addition
+            w = self.act(self.conv(z))  # would fuse, but self.conv is also called above
+            return y + z + kept + w
+
+    graph = _bf16_graph(Risky())
+    x = torch.randn(1, 4, 2, 3, 3).to(torch.bfloat16).to(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        want = graph(x).float()
+    assert fuse_convolutions(graph) == 0
+    assert not any(isinstance(m, FusedConv) for m in graph.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(graph(x).float(), want, rtol=0, atol=0)
+
+
+def test_fused_conv_checks_its_residual_and_falls_back_with_gradients():
+    from conchshell.inference import FusedConv
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    x, r = torch.randn(2, 3, 6, 6), torch.randn(2, 5, 6, 6)
+    fused = FusedConv(conv, relu=True, residual=True)
+    with pytest.raises(ValueError, match="residual=True"):
+        fused(x)
+    with pytest.raises(ValueError, match="residual=False"):
+        FusedConv(conv)(x, r)
+    out = fused(x, r)  # gradients on: the plain layers
+    torch.testing.assert_close(out, torch.relu(conv(x) + r))
+    out.sum().backward()
+    assert conv.weight.grad is not None
+    with torch.inference_mode():
+        fast = fused(x, r.clone())  # float32 oneDNN path
+    torch.testing.assert_close(fast, out.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_optimize_fuses_i3d_and_stays_close(fitted, images, monkeypatch):
+    from conchshell import inference
+
+    fast = optimize(fitted, precision="bfloat16")
+    assert fast.inference_["fused_convs"] > 0
+    assert optimize(fitted, precision="float32").inference_["fused_convs"] == 0
+    monkeypatch.setattr(inference, "fuse_convolutions", lambda module: 0)
+    unfused = optimize(fitted, precision="bfloat16")
+    with torch.inference_mode():
+        feats = [m._features(torch.as_tensor(images)).float() for m in (fast, unfused)]
+    torch.testing.assert_close(feats[0], feats[1], rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(fast.predict(images), unfused.predict(images), rtol=0, atol=0.05)
