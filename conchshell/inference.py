@@ -13,6 +13,9 @@
 - I3D's stem convolves each run of repeated forged frames once, with its
   temporal kernel slices summed (:mod:`conchshell.video.stem`; exact maths,
   42 % of that layer's multiply-adds on the paper's forged video);
+- I3D's temporal max pool (windows that tile the input) is an element-wise
+  maximum of strided views (:class:`TiledMaxPool`; exact, and far faster than
+  torch's channels-last 3-D pool kernel);
 - activations and residual additions whose input nobody else reads work in
   place (:func:`inplace_activations`), which saves memory passes;
 - with ``precision="bfloat16"`` the three heavy networks (I3D, generator and
@@ -46,6 +49,8 @@ Examples
 from __future__ import annotations
 
 import copy as _copy
+import itertools
+import math
 from typing import Any
 
 import torch
@@ -62,6 +67,7 @@ __all__ = [
     "Conv1dAs2d",
     "FusedConv",
     "PrepackedConv",
+    "TiledMaxPool",
     "convs_as_2d",
     "fold_batch_norm",
     "fold_weight_norm",
@@ -70,6 +76,7 @@ __all__ = [
     "optimize",
     "prepack_convs",
     "set_threads",
+    "tile_max_pools",
 ]
 
 PRECISIONS = ("float32", "bfloat16")
@@ -377,6 +384,112 @@ def convs_as_2d(module: nn.Module) -> int:
     return count
 
 
+class TiledMaxPool(nn.Module):
+    """A max pool whose windows tile the input, as an element-wise maximum of strided views.
+
+    When the kernel equals the stride (no padding, no dilation), each output
+    element is the maximum of ``prod(kernel)`` inputs that sit one stride apart,
+    so the pool is ``prod(kernel) - 1`` element-wise maxima of strided views of
+    the input. torch's CPU max pool kernel for channels-last 3-D data is far slower
+    than that on I3D's temporal pool (kernel ``(2, 1, 1)``: 56 ms against 3 ms on
+    one thread, bfloat16). The result is exactly the pool's.
+
+    Parameters
+    ----------
+    pool : torch.nn.MaxPool1d, MaxPool2d or MaxPool3d
+        With ``kernel_size == stride``, zero padding, dilation 1, no
+        ``ceil_mode`` and no ``return_indices``.
+    """
+
+    def __init__(self, pool: nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d) -> None:
+        super().__init__()
+        if not self.supports(pool):
+            raise ValueError(
+                f"only a max pool whose kernel equals its stride, without padding, "
+                f"dilation, ceil_mode or indices, can be tiled, got {pool}"
+            )
+        dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(pool)]
+        self.kernel = self._tuple(pool.kernel_size, dims)
+
+    @staticmethod
+    def _tuple(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
+        return tuple(value) if isinstance(value, tuple | list) else (value,) * dims
+
+    @classmethod
+    def supports(cls, pool: nn.Module) -> bool:
+        """Whether ``pool`` is a max pool this module computes exactly.
+
+        Parameters
+        ----------
+        pool : torch.nn.Module
+
+        Returns
+        -------
+        bool
+        """
+        dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}.get(type(pool))
+        if dims is None or pool.ceil_mode or pool.return_indices:
+            return False
+        stride = pool.stride if pool.stride is not None else pool.kernel_size
+        return (
+            cls._tuple(pool.kernel_size, dims) == cls._tuple(stride, dims)
+            and set(cls._tuple(pool.padding, dims)) == {0}
+            and set(cls._tuple(pool.dilation, dims)) == {1}
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The pool of ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(batch, channels, *spatial)`` (or without the batch axis).
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        lead = x.dim() - len(self.kernel)
+        sizes = [n // k for n, k in zip(x.shape[lead:], self.kernel, strict=True)]
+        out = None
+        for offsets in itertools.product(*(range(k) for k in self.kernel)):
+            view = x[
+                (Ellipsis, *(
+                    slice(o, o + n * k, k)
+                    for o, n, k in zip(offsets, sizes, self.kernel, strict=True)
+                ))
+            ]  # fmt: skip
+            out = view if out is None else torch.maximum(out, view)
+        # A 1x1 window leaves a view of x: copy it, as the pool would, for in-place readers.
+        return out.clone() if math.prod(self.kernel) == 1 else out
+
+
+def tile_max_pools(module: nn.Module) -> int:
+    """Replace every max pool of ``module`` whose windows tile its input by :class:`TiledMaxPool`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Changed in place (a ``torch.fx`` graph module works too); the function
+        it computes is unchanged, bit for bit.
+
+    Returns
+    -------
+    int
+        How many pools were replaced.
+    """
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if TiledMaxPool.supports(child):
+                setattr(parent, name, TiledMaxPool(child))
+                count += 1
+    return count
+
+
 class PrepackedConv(nn.Module):
     """A 2-D or 3-D convolution whose weight oneDNN reorders once, not on every call.
 
@@ -648,7 +761,7 @@ def _fuse_graph(graph_module: torch.fx.GraphModule) -> int:
             return owned(value.args[1], at, value)
         if isinstance(layer, _ACTIVATIONS) and layer.inplace:
             return owned(value.args[0], at, value)
-        return isinstance(layer, (*_FRESH_OUTPUT, *_ACTIVATIONS, PrepackedConv))
+        return isinstance(layer, (*_FRESH_OUTPUT, *_ACTIVATIONS, PrepackedConv, TiledMaxPool))
 
     count = 0
     for node in list(graph_module.graph.nodes):
@@ -810,12 +923,13 @@ def optimize(
         if comp is not None and hasattr(comp, "module_"):
             weight_norms += fold_weight_norm(comp.module_)
 
-    batch_norms = stems = 0
+    batch_norms = stems = pools = 0
     extractor = out.extractor_
     if hasattr(extractor, "module_"):
         extractor.module_, batch_norms = fold_batch_norm(extractor.module_)
         # The forged video repeats its frames: the stem convolves each run once.
         stems = distinct_frame_stem(extractor.module_)
+        pools = tile_max_pools(extractor.module_)
         video_layout = torch.channels_last_3d if _has_conv3d(extractor.module_) else None
         extractor.module_ = _prepare(extractor.module_, dtype, video_layout, compile)
 
@@ -849,6 +963,7 @@ def optimize(
         "weight_norms_folded": weight_norms,
         "batch_norms_folded": batch_norms,
         "distinct_frame_stems": stems,
+        "tiled_max_pools": pools,
         "convs_as_2d": converted,
         "prepacked_convs": prepacked,
         "fused_convs": fused,

@@ -414,3 +414,56 @@ def test_optimize_fuses_i3d_and_stays_close(fitted, images, monkeypatch):
         feats = [m._features(torch.as_tensor(images)).float() for m in (fast, unfused)]
     torch.testing.assert_close(feats[0], feats[1], rtol=0.05, atol=0.05)
     np.testing.assert_allclose(fast.predict(images), unfused.predict(images), rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("pool", "shape"),
+    [
+        (nn.MaxPool3d((2, 1, 1), (2, 1, 1)), (2, 5, 7, 4, 3)),  # I3D's temporal pool, odd T
+        (nn.MaxPool3d(2), (1, 3, 6, 5, 4)),
+        (nn.MaxPool2d((1, 3)), (2, 4, 3, 10)),
+        (nn.MaxPool1d(4), (3, 2, 17)),
+        (nn.MaxPool3d((2, 1, 1)), (4, 5, 2, 2)),  # no batch axis
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tiled_max_pool_is_the_pool_bit_for_bit(pool, shape, dtype):
+    from conchshell.inference import TiledMaxPool
+
+    torch.manual_seed(0)
+    x = torch.randn(shape).to(dtype)
+    if x.dim() == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    tiled = TiledMaxPool(pool)
+    want, got = pool(x), tiled(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if x.dim() == 5:
+        assert got.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_tiled_max_pool_refuses_overlapping_or_padded_windows():
+    from conchshell.inference import TiledMaxPool, tile_max_pools
+
+    refused = [
+        nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # I3D's stem pool: overlapping
+        nn.MaxPool2d(2, padding=1),
+        nn.MaxPool1d(2, ceil_mode=True),
+        nn.MaxPool1d(2, return_indices=True),
+        nn.MaxPool1d(2, dilation=2),
+        nn.AvgPool1d(2),
+    ]
+    for pool in refused:
+        assert not TiledMaxPool.supports(pool)
+        with pytest.raises(ValueError, match="kernel equals its stride"):
+            TiledMaxPool(pool)
+    net = nn.Sequential(*refused[:2], nn.MaxPool3d((2, 1, 1)))
+    assert tile_max_pools(net) == 1 and isinstance(net[2], TiledMaxPool)
+    x = torch.randn(1, 1, 2, 2, 2)
+    one = TiledMaxPool(nn.MaxPool3d(1))(x)
+    assert torch.equal(one, x) and one.data_ptr() != x.data_ptr()  # a copy, as the pool's
+
+
+def test_optimize_tiles_i3d_temporal_pool(fitted):
+    for precision in ("float32", "bfloat16"):
+        assert optimize(fitted, precision=precision).inference_["tiled_max_pools"] == 1
