@@ -44,7 +44,7 @@ from conchshell.gan._layers import (
 from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index, level_name
 from conchshell.training import TrainingLog, guarded_step
 
-__all__ = ["Generator", "PooledGenerator", "ResidualBlock", "StridedGenerator", "spread_loss"]
+__all__ = ["Generator", "PooledGenerator", "ResidualBlock", "StridedGenerator"]
 
 OUTPUT_SCALE = 100.0
 _SLOPE = 0.2  # LeakyReLU slope used throughout (MelGAN's)
@@ -526,25 +526,6 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 _PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
 
 
-def spread_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 distance between two latent batches' per-channel mean and spread over time.
-
-    Parameters
-    ----------
-    output, target : torch.Tensor of shape (batch, channels, frames)
-
-    Returns
-    -------
-    torch.Tensor
-        A scalar: the mean over items and channels of ``|mean_o - mean_t| + |std_o - std_t|``.
-    """
-    gaps = [
-        (output.mean(-1) - target.mean(-1)).abs(),
-        (output.std(-1) - target.std(-1)).abs(),
-    ]
-    return torch.stack(gaps).sum(0).mean()
-
-
 class Generator(TransformerMixin, StateDictPickleMixin):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
@@ -627,13 +608,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         once per candidate without gradients; on the whole output that is
         three quarters of a small Deep step on a CPU, and the frames are many
         (16,000) where the candidates' distances differ in the third digit.
-    spread_weight : float, default=0.0
-        Weight of a second term of :meth:`fit`'s loss: the L1 distance between
-        the output's and the target's per-channel mean and standard deviation
-        over time (a difference from the paper where set). L1 regression, even
-        of the IMLE candidate, shrinks the latents towards their mean (their
-        spread over time was 3.4 against the real latents' 8.5 on the shipped
-        small Deep generator); this term asks for the target's spread.
     feature_scaling : bool, default=False
         Standardise the features with the mean and scale of :meth:`fit`'s
         features (stored with the weights). Untrained I3D features are tiny
@@ -677,8 +651,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
     history_ : list of dict
         Per epoch of :meth:`fit`, in :mod:`conchshell.training`'s format:
         ``epoch``, ``step`` (optimiser steps so far; a warm start counts on),
-        ``loss`` (mean L1, plus the spread term when weighted, over the batches whose
-        update was not skipped),
+        ``loss`` (mean L1 over the batches whose update was not skipped),
         ``seconds`` (since this call to ``fit`` started) and ``n_skipped``
         (batches so far whose loss or gradient was not finite).
 
@@ -704,7 +677,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         noise_dim: int = 0,
         n_candidates: int = 1,
         search_frames: int | None = None,
-        spread_weight: float = 0.0,
         feature_scaling: bool = False,
         max_epochs: int = 10,
         max_steps: int | None = None,
@@ -728,7 +700,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         self.noise_dim = noise_dim
         self.n_candidates = n_candidates
         self.search_frames = search_frames
-        self.spread_weight = spread_weight
         self.feature_scaling = feature_scaling
         self.max_epochs = max_epochs
         self.max_steps = max_steps
@@ -896,9 +867,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
             check_positive_int(self.search_frames, "search_frames")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        spread = self.spread_weight
-        if isinstance(spread, bool) or not (isinstance(spread, int | float) and spread >= 0):
-            raise ValueError(f"spread_weight must be a non-negative number, got {spread!r}")
         if not (self.warm_start and hasattr(self, "module_")):
             # Sizes left unset are learned from the data; set ones are checked against it below.
             shape = np.shape(latents)
@@ -945,10 +913,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
                     xb, cb = x[batch].to(self.device_), c[batch].to(self.device_)
                     yb = y[batch].to(self.device_)
                     noise = self._nearest_noise(xb, cb, yb, noise_rng)
-                    out = module(xb, cb, noise)
-                    loss = F.l1_loss(out, yb)
-                    if spread:
-                        loss = loss + float(spread) * spread_loss(out, yb)
+                    loss = F.l1_loss(module(xb, cb, noise), yb)
                     optimizer.zero_grad(set_to_none=True)
                     steps += 1
                     where = {"epoch": epoch, "step": done + steps}
