@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy as _copy
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -296,6 +297,24 @@ def _inplace_graph(graph_module: torch.fx.GraphModule, operator: Any) -> int:
     return count
 
 
+def _replace_children(
+    module: nn.Module,
+    wanted: Callable[[nn.Module], bool],
+    wrap: Callable[[nn.Module], nn.Module],
+    skip: tuple[type, ...] = (),
+) -> int:
+    """Replace each child ``wanted`` accepts by ``wrap(child)``, except inside ``skip`` types."""
+    count = 0
+    for parent in list(module.modules()):
+        if skip and isinstance(parent, skip):
+            continue
+        for name, child in list(parent.named_children()):
+            if wanted(child):
+                setattr(parent, name, wrap(child))
+                count += 1
+    return count
+
+
 class Conv1dAs2d(nn.Module):
     """A 1-D (transposed) convolution run as a 2-D one on channels-last data.
 
@@ -370,18 +389,16 @@ def convs_as_2d(module: nn.Module) -> int:
     int
         How many convolutions were replaced.
     """
-    count = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, nn.Conv1d | nn.ConvTranspose1d)
-                and child.padding_mode == "zeros"
-                and not isinstance(child.padding, str)
-                and not parametrize.is_parametrized(child)
-            ):
-                setattr(parent, name, Conv1dAs2d(child))
-                count += 1
-    return count
+    return _replace_children(
+        module,
+        lambda child: (
+            isinstance(child, nn.Conv1d | nn.ConvTranspose1d)
+            and child.padding_mode == "zeros"
+            and not isinstance(child.padding, str)
+            and not parametrize.is_parametrized(child)
+        ),
+        Conv1dAs2d,
+    )
 
 
 class TiledMaxPool(nn.Module):
@@ -481,13 +498,7 @@ def tile_max_pools(module: nn.Module) -> int:
     int
         How many pools were replaced.
     """
-    count = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if TiledMaxPool.supports(child):
-                setattr(parent, name, TiledMaxPool(child))
-                count += 1
-    return count
+    return _replace_children(module, TiledMaxPool.supports, TiledMaxPool)
 
 
 class PrepackedConv(nn.Module):
@@ -684,15 +695,9 @@ def prepack_convs(module: nn.Module) -> int:
     """
     from conchshell.video.stem import RepeatedFramesConv3d
 
-    count = 0
-    for parent in list(module.modules()):
-        if isinstance(parent, RepeatedFramesConv3d | PrepackedConv):
-            continue
-        for name, child in list(parent.named_children()):
-            if PrepackedConv.supports(child):
-                setattr(parent, name, PrepackedConv(child))
-                count += 1
-    return count
+    return _replace_children(
+        module, PrepackedConv.supports, PrepackedConv, skip=(RepeatedFramesConv3d, PrepackedConv)
+    )
 
 
 def fuse_convolutions(module: nn.Module) -> int:
