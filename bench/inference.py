@@ -356,13 +356,16 @@ def _executed_gflop(fn: Any) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    def prepacked_conv(x, w, b, padding, stride, dilation, groups, *rest, out_shape=None):
-        # The fast path's oneDNN convolution (PrepackedConv): torch's counter has no formula.
+    def conv_flop(w, out_shape):
         return 2 * math.prod(out_shape) * w[1] * math.prod(w[2:])
+
+    def prepacked_conv(x, w, *rest, out_shape=None):
+        # The fast path's oneDNN convolution (PrepackedConv): torch's counter has no formula.
+        return conv_flop(w, out_shape)
 
     def fused_conv(other, x, w, *rest, out_shape=None):
         # FusedConv with a residual: oneDNN adds into ``other`` (the addition is not counted).
-        return 2 * math.prod(out_shape) * w[1] * math.prod(w[2:])
+        return conv_flop(w, out_shape)
 
     mapping = {
         torch.ops.mkldnn._convolution_pointwise: prepacked_conv,

@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy as _copy
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -401,6 +402,9 @@ def convs_as_2d(module: nn.Module) -> int:
     )
 
 
+_POOL_DIMS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+
+
 class TiledMaxPool(nn.Module):
     """A max pool whose windows tile the input, as an element-wise maximum of strided views.
 
@@ -425,8 +429,7 @@ class TiledMaxPool(nn.Module):
                 f"only a max pool whose kernel equals its stride, without padding, "
                 f"dilation, ceil_mode or indices, can be tiled, got {pool}"
             )
-        dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(pool)]
-        self.kernel = self._tuple(pool.kernel_size, dims)
+        self.kernel = self._tuple(pool.kernel_size, _POOL_DIMS[type(pool)])
 
     @staticmethod
     def _tuple(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
@@ -444,7 +447,7 @@ class TiledMaxPool(nn.Module):
         -------
         bool
         """
-        dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}.get(type(pool))
+        dims = _POOL_DIMS.get(type(pool))
         if dims is None or pool.ceil_mode or pool.return_indices:
             return False
         stride = pool.stride if pool.stride is not None else pool.kernel_size
@@ -738,10 +741,7 @@ def _fuse_graph(graph_module: torch.fx.GraphModule) -> int:
     adds = (operator.add, operator.iadd, torch.add)
     modules = dict(graph_module.named_modules())
     order = {node: i for i, node in enumerate(graph_module.graph.nodes)}
-    calls: dict[str, int] = {}
-    for node in graph_module.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = Counter(node.target for node in graph_module.graph.nodes if node.op == "call_module")
 
     def module_of(node: object) -> nn.Module | None:
         if isinstance(node, torch.fx.Node) and node.op == "call_module":
