@@ -209,6 +209,57 @@ def test_fold_batch_norm_is_exact_in_eval_mode():
     assert fold_batch_norm(plain) == (plain, 0)
 
 
+def _conv_bn_net():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(3, 4, 3, bias=False), nn.BatchNorm3d(4), nn.ReLU())
+    with torch.no_grad():
+        model[1].running_mean.normal_()
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].weight.normal_()
+        model[1].bias.normal_()
+    return model.eval()
+
+
+def test_fold_batch_norm_matches_torch_fuse_bit_for_bit():
+    from torch.fx.experimental.optimization import fuse
+
+    x = torch.randn(2, 3, 4, 6, 6)
+    with torch.no_grad():
+        expected = fuse(_conv_bn_net())(x)
+        copied, count = fold_batch_norm(_conv_bn_net())
+        assert count == 1
+        assert torch.equal(copied(x), expected)
+        original = _conv_bn_net()
+        folded, count = fold_batch_norm(original, inplace=True)
+        assert count == 1
+        assert torch.equal(folded(x), expected)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    # In place, the graph reuses the caller's convolution instead of a copy of it.
+    assert folded.get_submodule("0") is original[0]
+    untouched = _conv_bn_net()
+    fold_batch_norm(untouched)
+    assert untouched[0].bias is None
+
+
+def test_fold_batch_norm_leaves_pairs_it_cannot_fold():
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+            self.batch_stats = nn.BatchNorm2d(2, track_running_stats=False)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.norm(y) + y + self.batch_stats(self.conv(x))  # y read twice
+
+    model = Branch().eval()
+    folded, count = fold_batch_norm(model)
+    assert count == 0
+    x = torch.randn(3, 2, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x))
+
+
 def test_cast_module_casts_floats_and_passes_integers():
     emb = nn.Embedding(3, 2).to(torch.bfloat16)
 
