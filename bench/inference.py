@@ -605,6 +605,7 @@ def _against(args: argparse.Namespace, go: Any, cfg: dict[str, Any]) -> int:
     tree = tempfile.mkdtemp(prefix="conchshell-against-")
     git("worktree", "add", "--detach", tree, sha)
     best: dict[str, list[float]] = {"here": [], "against": []}
+    rss: dict[str, list[float]] = {"here": [], "against": []}
     try:
         for _ in range(max(1, int(args.rounds))):
             for name, where in (("here", None), ("against", tree)):
@@ -612,6 +613,7 @@ def _against(args: argparse.Namespace, go: Any, cfg: dict[str, Any]) -> int:
                 if "error" in result:
                     return 1
                 best[name].append(result["clip_s"])
+                rss[name].append(result["peak_rss_mb"])
     finally:
         git("worktree", "remove", "--force", tree)
         shutil.rmtree(tree, ignore_errors=True)
@@ -622,6 +624,11 @@ def _against(args: argparse.Namespace, go: Any, cfg: dict[str, Any]) -> int:
         f"per clip ({', '.join(f'{v:.3f}' for v in best['here'])})\n"
         f"against {sha[:10]}: {there_s:.4f} s per clip "
         f"({', '.join(f'{v:.3f}' for v in best['against'])})"
+    )
+    # Each run is its own process, so each peak RSS is that run's alone.
+    print(
+        f"peak RSS MB: here {', '.join(f'{v:.0f}' for v in rss['here'])}; "
+        f"against {', '.join(f'{v:.0f}' for v in rss['against'])}"
     )
     print(f"speedup_vs_against={there_s / here_s:.3f}")
     return 0

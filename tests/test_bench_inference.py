@@ -1,6 +1,7 @@
 """bench/inference.py's per-stage breakdown and its --against guard, on the tiny size."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,9 @@ def test_against_a_revision_runs_both_trees():
     assert "conchshell-against-" not in origins[0]
     assert lines[-1].startswith("speedup_vs_against=")
     assert float(lines[-1].split("=")[1]) > 0
+    # One peak per run and side, from the runs' own JSON lines.
+    peaks = [json.loads(line)["peak_rss_mb"] for line in origins]
+    assert lines[-2] == f"peak RSS MB: here {peaks[0]:.0f}; against {peaks[1]:.0f}"
 
 
 def test_onednn_kernels_are_summed_between_the_markers(bench):
