@@ -46,15 +46,6 @@ def _value(text: str) -> object:
         return text
 
 
-def _decode(model, latents: torch.Tensor, n: int) -> np.ndarray:
-    with torch.no_grad():
-        out = [
-            model.codec_.decode(chunk, level=model.level_, quantize=True).cpu()
-            for chunk in latents.split(8)
-        ]
-    return torch.cat(out)[:, :n].numpy()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/standin")
@@ -72,38 +63,21 @@ def main() -> None:
             parser.error(f"--set needs KEY=VALUE, got {item!r}")
         overrides[key] = _value(value)
 
+    from _heldout import decode, held_out
     from sklearn.base import clone
 
-    from conchshell.data.audio import fit_length
-    from conchshell.datasets import load_bop
     from conchshell.demo import pretrained_model
     from conchshell.evaluation import DescriptorProfile, RelevanceClassifier
     from conchshell.evaluation.report import near_copies, within_category_distance
 
     model = pretrained_model()
     n = model._n_samples
-    train = load_bop(args.data, "train", random_state=0)
-    cats = torch.as_tensor(train.category_ids, dtype=torch.long)
-    keys = [str(p) for p in train.audio_paths]
-    clips = sorted(set(keys))
-    clip_of = np.array([clips.index(k) for k in keys])
-    first = [keys.index(k) for k in clips]
+    split = held_out(model, args.data, args.per_category, np.random.RandomState(0))
+    cats, clip_of, clip_cat = split.cats, split.clip_of, split.clip_cat
+    audio, latents, held, kept = split.audio, split.latents, split.held, split.kept
     with torch.no_grad():
-        features = model._features(train.stack_images())
-        audio = fit_length(train.stack_audio(first), n)  # never augmented
-        latents = torch.cat(
-            [model.codec_.transform(a, level=model.level_).cpu() for a in audio.split(8)]
-        )
-    clip_cat = np.asarray(cats)[first]
-    rng = np.random.RandomState(0)
-    held = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(clip_cat == c), args.per_category, replace=False)
-            for c in range(len(train.categories))
-        ]
-    )
+        features = model._features(split.train.stack_images())
     out = np.isin(clip_of, held)
-    kept = np.setdiff1d(np.arange(len(clips)), held)
 
     gen = clone(model.generator_).set_params(
         warm_start=False,
@@ -119,11 +93,11 @@ def main() -> None:
     fit_s = time.perf_counter() - start
 
     with torch.no_grad():
-        generated = _decode(model, gen.transform(features[out], cats[out]), n)
+        generated = decode(model, gen.transform(features[out], cats[out]), n)
     waves = audio.numpy()
     truth = np.asarray(cats[out])
     real = waves[clip_of[out]]
-    judge = RelevanceClassifier().fit(_decode(model, latents[kept], n), clip_cat[kept])
+    judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
     profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
     row = {
         "set": overrides,
@@ -133,7 +107,7 @@ def main() -> None:
         "fit_s": round(fit_s, 1),
         "n_heldout_photos": int(out.sum()),
         "relevance": round(float(judge.score(generated, truth)), 3),
-        "ceiling": round(float(judge.score(_decode(model, latents[held], n), clip_cat[held])), 3),
+        "ceiling": round(float(judge.score(decode(model, latents[held], n), clip_cat[held])), 3),
         "descriptor": round(float(profile.score(generated, truth)), 3),
         "variety": round(
             within_category_distance(generated, truth) / within_category_distance(real, truth), 3

@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from conchshell.data.audio import fit_length
-    from conchshell.datasets import load_bop
+    from _heldout import decode, held_out
+
     from conchshell.demo import pretrained_model
     from conchshell.evaluation import DescriptorProfile, RelevanceClassifier
 
@@ -55,35 +55,11 @@ def main() -> None:
         warnings.simplefilter("ignore")  # the shipped model's untrained I3D
         model = pretrained_model()
     n = model._n_samples
-    train = load_bop(args.data, "train", random_state=0)
-    keys = [str(p) for p in train.audio_paths]
-    clips = sorted(set(keys))
-    first = [keys.index(k) for k in clips]
-    clip_cat = np.asarray(train.category_ids)[first]
-
-    def decode(latents: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            parts = [
-                model.codec_.decode(chunk, level=model.level_, quantize=True).cpu()
-                for chunk in latents.split(8)
-            ]
-        return torch.cat(parts)[:, :n].numpy()
-
-    with torch.no_grad():
-        audio = fit_length(train.stack_audio(first), n)  # never augmented
-        latents = torch.cat(
-            [model.codec_.transform(a, level=model.level_).cpu() for a in audio.split(8)]
-        )
     rng = np.random.RandomState(args.seed)
-    n_cat = len(train.categories)
-    held = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(clip_cat == c), args.per_category, replace=False)
-            for c in range(n_cat)
-        ]
-    )
-    kept = np.setdiff1d(np.arange(len(clips)), held)
-    judge = RelevanceClassifier().fit(decode(latents[kept]), clip_cat[kept])
+    split = held_out(model, args.data, args.per_category, rng)
+    clip_cat, audio, latents, kept = split.clip_cat, split.audio, split.latents, split.kept
+    n_cat = len(split.train.categories)
+    judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
     profile = DescriptorProfile().fit(audio.numpy()[kept], clip_cat[kept])
 
     rows = []
@@ -96,7 +72,7 @@ def main() -> None:
                 means.append(latents[pick].mean(0))
                 truth.append(c)
         means_t, truth_a = torch.stack(means), np.asarray(truth)
-        waves = decode(means_t)
+        waves = decode(model, means_t, n)
         rows.append(
             {
                 "k": "all" if k is None else k,
