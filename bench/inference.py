@@ -604,19 +604,19 @@ def _against(args: argparse.Namespace, go: Any, cfg: dict[str, Any]) -> int:
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     tree = tempfile.mkdtemp(prefix="conchshell-against-")
     git("worktree", "add", "--detach", tree, sha)
-    best: dict[str, list[float]] = {"here": [], "against": []}
-    rss: dict[str, list[float]] = {"here": [], "against": []}
+    runs: dict[str, list[dict[str, Any]]] = {"here": [], "against": []}
     try:
         for _ in range(max(1, int(args.rounds))):
             for name, where in (("here", None), ("against", tree)):
                 result = go({**cfg, "tree": name}, tree=where)
                 if "error" in result:
                     return 1
-                best[name].append(result["clip_s"])
-                rss[name].append(result["peak_rss_mb"])
+                runs[name].append(result)
     finally:
         git("worktree", "remove", "--force", tree)
         shutil.rmtree(tree, ignore_errors=True)
+    best = {name: [r["clip_s"] for r in rs] for name, rs in runs.items()}
+    rss = {name: [r["peak_rss_mb"] for r in rs] for name, rs in runs.items()}
     here_s, there_s = min(best["here"]), min(best["against"])
     print(
         f"\n## {cfg['size']}-size Deep, optimize(bfloat16), batch 1: best of {len(best['here'])} "
