@@ -15,13 +15,20 @@ then, for the held-out photos with their true categories, prints:
 - ``variety``: within-category log-mel distance of the generated clips over
   that of the real clips they are paired with;
 - ``near``: fraction within 10 dB SI-SDR of a kept training clip;
+- ``music``: the fraction heard as piano music
+  (:func:`~conchshell.evaluation.transcription.music_fraction`);
 - ``rms_ratio``: the generated clips' RMS over the paired real clips'.
+
+``--generator flow`` fits the ``flow`` preset's
+:class:`~conchshell.gan.flow.FlowGenerator` instead of a clone of the
+shipped generator (``--set`` then sets its parameters).
 
 Usage::
 
     python bench/generator_heldout.py --minutes 20                       # the preset recipe
     python bench/generator_heldout.py --minutes 20 --set search_frames=null
     python bench/generator_heldout.py --minutes 20 --set lr=0.001 --threads 1
+    python bench/generator_heldout.py --minutes 40 --generator flow
 
 Each ``--set`` value is JSON (``null``, numbers, strings in quotes where
 ambiguous). Fits are time-bounded: compare recipes run side by side on the
@@ -53,6 +60,9 @@ def main() -> None:
     parser.add_argument("--per-category", type=int, default=4, help="held-out clips")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--generator", choices=("model", "flow"), default="model", help="what to fit"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,9 +76,11 @@ def main() -> None:
     from _heldout import decode, held_out
     from sklearn.base import clone
 
+    from conchshell import presets
     from conchshell.demo import pretrained_model
     from conchshell.evaluation import DescriptorProfile, RelevanceClassifier
     from conchshell.evaluation.report import near_copies, within_category_distance
+    from conchshell.evaluation.transcription import music_fraction
 
     model = pretrained_model()
     n = model._n_samples
@@ -79,7 +91,9 @@ def main() -> None:
         features = model._features(split.train.stack_images())
     out = np.isin(clip_of, held)
 
-    gen = clone(model.generator_).set_params(
+    base = model.generator_ if args.generator == "model" else presets.flow("small").generator
+    gen = clone(base).set_params(
+        level=model.level_,
         warm_start=False,
         max_time=60.0 * args.minutes,
         max_steps=None,
@@ -100,6 +114,7 @@ def main() -> None:
     judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
     profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
     row = {
+        "generator": args.generator,
         "set": overrides,
         "minutes": args.minutes,
         "steps": gen.history_[-1]["step"],
@@ -113,6 +128,7 @@ def main() -> None:
             within_category_distance(generated, truth) / within_category_distance(real, truth), 3
         ),
         "near": round(near_copies(generated, waves[kept]), 3),
+        "music": round(float(music_fraction(generated)), 3),
         "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
     }
     print("generator_heldout=" + json.dumps(row))

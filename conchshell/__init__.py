@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "JukeboxCodec": "conchshell.codec.jukebox",
     "load_jukebox_checkpoint": "conchshell.codec.checkpoint",
     "Generator": "conchshell.gan.generator",
+    "FlowGenerator": "conchshell.gan.flow",
     "MultiScaleDiscriminator": "conchshell.gan.discriminator",
     "ConchShellLoss": "conchshell.gan.losses",
     "ImageToMusic": "conchshell.estimator",

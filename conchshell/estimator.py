@@ -412,7 +412,8 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         if stages is not None and dist.is_main and not restored:
             save_stages(self, stages, ckpts.run)
         dist.barrier()
-        train_gan(self, dataset, features, cats, device, dist, seed, ckpts, resume)
+        if getattr(self.generator_, "adversarial", True):
+            train_gan(self, dataset, features, cats, device, dist, seed, ckpts, resume)
 
     def _build_components(self, seed: int, device: str, categories: list[str]) -> None:
         self.level_ = level_index(self.level)
@@ -421,6 +422,18 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         self._frozen: set[str] = set()
         for name in COMPONENTS:
             setattr(self, f"{name}_", self._component(name, seed, device))
+        if not getattr(self.generator_, "adversarial", True) and "generator" not in self._frozen:
+            # Checked before any training: such a generator learns only in the warm start.
+            name = type(self.generator_).__name__
+            if self.max_steps:
+                raise ValueError(
+                    f"{name} trains without a discriminator: set max_steps=0 "
+                    f"(got {self.max_steps}) and give its steps to warm_start_steps"
+                )
+            if not self.warm_start_steps:
+                raise ValueError(
+                    f"{name} learns only in the warm start: set warm_start_steps > 0 (got 0)"
+                )
         enc = self.encoder_
         if _has_param(enc, "n_categories") and "encoder" not in self._frozen:
             enc.set_params(n_categories=len(categories))

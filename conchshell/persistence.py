@@ -77,6 +77,7 @@ def component_classes() -> dict[str, type[BaseEstimator]]:
     from conchshell.codec.jukebox import JukeboxCodec
     from conchshell.estimator import ImageToMusic
     from conchshell.gan.discriminator import MultiScaleDiscriminator
+    from conchshell.gan.flow import FlowGenerator
     from conchshell.gan.generator import Generator
     from conchshell.gan.losses import ConchShellLoss
     from conchshell.image.forging import TemporalForger
@@ -93,6 +94,7 @@ def component_classes() -> dict[str, type[BaseEstimator]]:
         I3DExtractor,
         JukeboxCodec,
         Generator,
+        FlowGenerator,
         MultiScaleDiscriminator,
         ConchShellLoss,
         SpectralGate,

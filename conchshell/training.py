@@ -509,6 +509,7 @@ def guarded_step(
     key: str = "skipped",
     *,
     desc: str | None = None,
+    clip: float | None = None,
 ) -> bool:
     """Back-propagate ``loss`` and step ``optimizer``, unless something is not finite.
 
@@ -535,6 +536,9 @@ def guarded_step(
         :class:`TrainingLog` counts it (``"skipped_g"`` for a GAN's generator).
     desc : str or None, default=None
         Name of the loop, for the warning.
+    clip : float or None, default=None
+        Clip the gradients' total norm to this before the update (checked
+        finite first; :func:`torch.nn.utils.clip_grad_norm_`).
 
     Returns
     -------
@@ -559,6 +563,8 @@ def guarded_step(
     else:
         loss.backward()
         if grads_finite(module):
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()
             return True
         reason = "non-finite gradient"

@@ -59,6 +59,17 @@ def test_guarded_step_steps_when_everything_is_finite():
     assert _same(_weights(model), _weights(reference))
 
 
+def test_guarded_step_clips_the_gradient_norm():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    loss = 1000 * model(torch.ones(4, 3)).sum()
+    assert guarded_step(loss, model, optimizer, {}, clip=0.5) is True
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    # Plain SGD at rate 1 moves the weights by the (clipped) gradient: norm 0.5, not 1000s.
+    torch.testing.assert_close((after - before).norm(), torch.tensor(0.5))
+
+
 def test_guarded_step_skips_a_non_finite_loss(caplog):
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
