@@ -19,7 +19,8 @@ then, for the held-out photos with their true categories, prints:
   (:func:`~conchshell.evaluation.transcription.music_fraction`);
 - ``rms_ratio``: the generated clips' RMS over the paired real clips'.
 
-``--generator flow`` fits the ``flow`` preset's
+``--save FILE.npz`` writes the generated clips, their categories and the
+paired real clips. ``--generator flow`` fits the ``flow`` preset's
 :class:`~conchshell.gan.flow.FlowGenerator` instead of a clone of the
 shipped generator (``--set`` then sets its parameters).
 
@@ -62,6 +63,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--generator", choices=("model", "flow"), default="model", help="what to fit"
+    )
+    parser.add_argument(
+        "--save", default=None, metavar="FILE.npz", help="write the generated clips there"
     )
     args = parser.parse_args()
     if args.threads:
@@ -131,6 +135,9 @@ def main() -> None:
         "music": round(float(music_fraction(generated)), 3),
         "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
     }
+    if args.save:
+        # For listening and spectrograms: the clips, their categories and the paired real ones.
+        np.savez_compressed(args.save, generated=generated, categories=truth, real=real)
     print("generator_heldout=" + json.dumps(row))
 
 

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--preset",
         default="conchshell",
-        help="conchshell, baseline_1, baseline_2, baseline_3 or vgg_baseline",
+        help="conchshell, baseline_1, baseline_2, baseline_3, vgg_baseline or flow",
     )
     fit.add_argument(
         "--size",

@@ -52,6 +52,7 @@ from conchshell.base import check_size
 from conchshell.estimator import ImageToMusic
 
 __all__ = [
+    "PAPER_PRESETS",
     "PRESETS",
     "baseline_1",
     "baseline_2",
@@ -337,6 +338,9 @@ PRESETS = {
     "vgg_baseline": vgg_baseline,
     "flow": flow,
 }
+
+#: The paper's model and baselines (Table 1); ``flow`` is this library's own.
+PAPER_PRESETS = ("conchshell", "baseline_1", "baseline_2", "baseline_3", "vgg_baseline")
 
 
 def get(name: str, size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:

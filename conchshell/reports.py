@@ -289,6 +289,11 @@ def _measure_preset(name: str, size: str, n_categories: int) -> list[dict[str, A
     in_features = _n_features(params["extractor"])
 
     generator = clone(params["generator"])
+    if not getattr(generator, "adversarial", True):
+        raise ValueError(
+            f"preset {name!r} has no Table 1 row: its generator ({type(generator).__name__}) "
+            "is not one of the paper's"
+        )
     wanted = {
         "level": level_name(level),
         "in_features": in_features,
@@ -375,7 +380,7 @@ def table1(
         name of ``"small"``, is accepted too). The paper's figures are shown
         beside each, with the relative difference at ``"paper"`` size.
     presets : sequence of str, optional
-        Preset names; default all of :data:`conchshell.presets.PRESETS`.
+        Preset names; default the paper's (:data:`conchshell.presets.PAPER_PRESETS`).
     n_categories : int, default=6
         Categories of the generator's embedding and the TCNN classifier.
     scale : str, optional
@@ -394,10 +399,10 @@ def table1(
     >>> rows[0]["module"], rows[0]["params"], rows[0]["macs"]  # doctest: +SKIP
     ('D-Deep', 9212358, 43949956608)
     """
-    from conchshell.presets import PRESETS, _resolve_size
+    from conchshell.presets import PAPER_PRESETS, PRESETS, _resolve_size
 
     size = _resolve_size(size, scale)
-    names = list(PRESETS) if presets is None else list(presets)
+    names = list(PAPER_PRESETS) if presets is None else list(presets)
     unknown = [n for n in names if n not in PRESETS]
     if unknown or not names:
         raise ValueError(f"unknown presets {unknown}; choose from {sorted(PRESETS)}")

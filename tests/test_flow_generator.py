@@ -192,3 +192,12 @@ def test_flow_preset_refuses_settings_it_cannot_train(params, message):
 
     with pytest.raises(ValueError, match=message):
         presets.flow("tiny", **params).fit(make_toy_dataset(1, n_samples=16000))
+
+
+def test_table1_covers_the_papers_presets_and_refuses_flow():
+    from conchshell import presets
+    from conchshell.reports import table1
+
+    assert "flow" in presets.PRESETS and "flow" not in presets.PAPER_PRESETS
+    with pytest.raises(ValueError, match="preset 'flow' has no Table 1 row"):
+        table1("tiny", presets=["flow"])
