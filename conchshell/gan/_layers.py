@@ -14,9 +14,11 @@ from conchshell.base import TorchComponent, seeded
 
 __all__ = [
     "StateDictPickleMixin",
+    "fit_feature_scaling",
     "he_init_",
     "normal_init_",
     "resolve_init_std",
+    "set_implied_sizes",
     "wn_conv1d",
 ]
 
@@ -145,3 +147,54 @@ class StateDictPickleMixin(TorchComponent):
             module.train(training)
             device = getattr(self, "device_", torch.device("cpu"))
             self.module_ = module.to(device)
+
+
+def set_implied_sizes(
+    component: Any, implied: dict[str, int | None], paper: dict[str, int], what: str
+) -> None:
+    """Set ``component.<name>_`` for each size: the parameter, else the implied, else the paper's.
+
+    Parameters
+    ----------
+    component : estimator
+        Has a parameter of each name in ``implied`` (``None`` when unset).
+    implied : dict of str to int or None
+        Sizes the data or the other components imply.
+    paper : dict of str to int
+        The paper's sizes, used where neither is given.
+    what : str
+        The component's name in the error message.
+
+    Raises
+    ------
+    ValueError
+        When a set parameter contradicts an implied size, or a size is not a positive int.
+    """
+    from conchshell._validation import check_positive_int
+
+    for name, given in implied.items():
+        param = getattr(component, name)
+        if param is not None and given is not None and param != given:
+            raise ValueError(
+                f"{what} {name}={param} contradicts the other components, which "
+                f"give {given}; leave it unset (None) or make them agree"
+            )
+        value = param if param is not None else given if given is not None else paper[name]
+        setattr(component, f"{name}_", check_positive_int(value, name))
+
+
+@torch.no_grad()
+def fit_feature_scaling(mean: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> None:
+    """Write ``x``'s per-column mean and standard deviation into the buffers ``mean`` and ``scale``.
+
+    A single row, or a constant column, keeps scale 1 rather than blowing up.
+
+    Parameters
+    ----------
+    mean, scale : torch.Tensor of shape (n_features,)
+        Buffers, written in place.
+    x : torch.Tensor of shape (n_samples, n_features)
+    """
+    mean.copy_(x.mean(0))
+    spread = x.std(0) if x.shape[0] > 1 else torch.ones(x.shape[1])
+    scale.copy_(torch.where(spread > 1e-8, spread, torch.ones_like(spread)))

@@ -29,9 +29,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from conchshell._validation import check_categories, check_positive_int, check_tensor
 from conchshell.base import SIZES, check_size
-from conchshell.gan._layers import StateDictPickleMixin
+from conchshell.gan._layers import (
+    StateDictPickleMixin,
+    fit_feature_scaling,
+)
 from conchshell.gan.flow_net import FlowNet
-from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index
+from conchshell.gan.generator import set_generator_sizes
 from conchshell.training import (
     TrainingLog,
     budget_cosine_schedule,
@@ -51,7 +54,6 @@ def _unwrap(module: nn.Module) -> FlowNet:
 
 # Network width per size; "paper" has no flow generator of its own, so it is the widest.
 _CHANNELS = {"paper": 256, "small": 128, "tiny": 16}
-_PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "emb_width": 64}
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -237,23 +239,14 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
         ValueError
             When a set parameter contradicts an implied size.
         """
-        self.level_ = level_index("deep" if self.level is None else self.level)
-        implied = {
-            "in_features": in_features,
-            "n_categories": n_categories,
-            "emb_width": emb_width,
-            "n_frames": n_frames,
-        }
-        paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[self.level_])
-        for name, given in implied.items():
-            param = getattr(self, name)
-            if param is not None and given is not None and param != given:
-                raise ValueError(
-                    f"flow generator {name}={param} contradicts the other components, which "
-                    f"give {given}; leave it unset (None) or make them agree"
-                )
-            value = param if param is not None else given if given is not None else paper[name]
-            setattr(self, f"{name}_", check_positive_int(value, name))
+        set_generator_sizes(
+            self,
+            "flow generator",
+            in_features=in_features,
+            n_categories=n_categories,
+            emb_width=emb_width,
+            n_frames=n_frames,
+        )
         return super().initialize()
 
     def _build_module(self) -> nn.Module:
@@ -326,10 +319,8 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
         history = self.history_ if self.warm_start and hasattr(self, "history_") else []
         if not history:
             # The first fit sets the scaling; a continued fit keeps what the weights learned on.
+            fit_feature_scaling(net.feature_mean, net.feature_scale, x)
             with torch.no_grad():
-                net.feature_mean.copy_(x.mean(0))
-                scale = x.std(0) if x.shape[0] > 1 else torch.ones(x.shape[1])
-                net.feature_scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)))
                 net.latent_mean.copy_(y.mean((0, 2)))
                 spread = y.std((0, 2)) if y.numel() > y.shape[1] else torch.ones(y.shape[1])
                 net.latent_scale.copy_(torch.where(spread > 1e-6, spread, torch.ones_like(spread)))

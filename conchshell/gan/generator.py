@@ -36,9 +36,11 @@ from conchshell.base import SIZES, check_size
 from conchshell.gan._layers import (
     CONV_INIT_STD,
     StateDictPickleMixin,
+    fit_feature_scaling,
     he_init_,
     normal_init_,
     resolve_init_std,
+    set_implied_sizes,
     wn_conv1d,
 )
 from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index, level_name
@@ -526,6 +528,26 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 _PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
 
 
+def set_generator_sizes(component: Any, what: str, **implied: int | None) -> None:
+    """Set a latent generator's ``level_`` and its sizes (``in_features_``, ``n_frames_``...).
+
+    Each size is the component's parameter, else the implied one, else the
+    paper's (``n_frames``: 8 s over the level's hop).
+
+    Parameters
+    ----------
+    component : Generator or FlowGenerator
+    what : str
+        Its name in the error message.
+    **implied : int or None
+        ``in_features``, ``n_categories``, ``emb_width`` and ``n_frames`` as
+        the data or the other components imply them.
+    """
+    component.level_ = level_index("deep" if component.level is None else component.level)
+    paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[component.level_])
+    set_implied_sizes(component, implied, paper, what)
+
+
 class Generator(TransformerMixin, StateDictPickleMixin):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
@@ -768,23 +790,14 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         ValueError
             When a set parameter contradicts an implied size.
         """
-        self.level_ = level_index("deep" if self.level is None else self.level)
-        implied = {
-            "in_features": in_features,
-            "n_categories": n_categories,
-            "emb_width": emb_width,
-            "n_frames": n_frames,
-        }
-        paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[self.level_])
-        for name, given in implied.items():
-            param = getattr(self, name)
-            if param is not None and given is not None and param != given:
-                raise ValueError(
-                    f"generator {name}={param} contradicts the other components, which "
-                    f"give {given}; leave it unset (None) or make them agree"
-                )
-            value = param if param is not None else given if given is not None else paper[name]
-            setattr(self, f"{name}_", check_positive_int(value, name))
+        set_generator_sizes(
+            self,
+            "generator",
+            in_features=in_features,
+            n_categories=n_categories,
+            emb_width=emb_width,
+            n_frames=n_frames,
+        )
         return super().initialize()
 
     def _build_module(self) -> nn.Module:
@@ -882,11 +895,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         history = self.history_ if self.warm_start and hasattr(self, "history_") else []
         if module.feature_scaling and not history:
             # The first fit sets the scaling; a continued fit keeps what the weights learned on.
-            with torch.no_grad():
-                module.feature_mean.copy_(x.mean(0))
-                # Constant features keep scale 1 rather than blowing up.
-                scale = x.std(0) if x.shape[0] > 1 else torch.ones(x.shape[1])
-                module.feature_scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)))
+            fit_feature_scaling(module.feature_mean, module.feature_scale, x)
         optimizer = torch.optim.AdamW(
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
