@@ -22,19 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import TransformerMixin
 from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from conchshell._validation import check_categories, check_positive_int, check_tensor
+from conchshell._validation import check_positive_int, check_tensor
 from conchshell.base import SIZES, check_size
 from conchshell.gan._layers import (
-    StateDictPickleMixin,
     fit_feature_scaling,
 )
 from conchshell.gan.flow_net import FlowNet
-from conchshell.gan.generator import set_generator_sizes
+from conchshell.gan.generator import _LatentGenerator
 from conchshell.training import (
     TrainingLog,
     budget_cosine_schedule,
@@ -57,7 +55,7 @@ _CHANNELS = {"paper": 256, "small": 128, "tiny": 16}
 LR_SCHEDULES = ("cosine", "constant")
 
 
-class FlowGenerator(TransformerMixin, StateDictPickleMixin):
+class FlowGenerator(_LatentGenerator):
     """Conditional flow-matching generator of one level's continuous latents.
 
     A drop-in for :class:`~conchshell.gan.generator.Generator` in
@@ -147,6 +145,7 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
 
     # ImageToMusic trains it in its warm-start stage and never adversarially.
     adversarial = False
+    _what = "flow generator"
 
     def __init__(
         self,
@@ -214,41 +213,6 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
         """
         return cls(size=check_size(size), **overrides)
 
-    def initialize(
-        self,
-        *,
-        in_features: int | None = None,
-        n_categories: int | None = None,
-        n_frames: int | None = None,
-        emb_width: int | None = None,
-    ) -> FlowGenerator:
-        """Build the network with fresh, seeded weights at the sizes the data implies.
-
-        Parameters
-        ----------
-        in_features, n_categories, n_frames, emb_width : int, optional
-            Sizes implied by the data or the other components; each serves
-            where the parameter of the same name is ``None``.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        ValueError
-            When a set parameter contradicts an implied size.
-        """
-        set_generator_sizes(
-            self,
-            "flow generator",
-            in_features=in_features,
-            n_categories=n_categories,
-            emb_width=emb_width,
-            n_frames=n_frames,
-        )
-        return super().initialize()
-
     def _build_module(self) -> nn.Module:
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
@@ -260,13 +224,6 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
             channels=width,
             cond_dim=2 * width,
         )
-
-    def _check_inputs(
-        self, features: object, categories: object
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features_))
-        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories_)
-        return x, c
 
     def _check_settings(self) -> None:
         for name in ("max_epochs", "batch_size", "crop_frames", "n_steps"):
@@ -305,16 +262,7 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
         self
         """
         self._check_settings()
-        if not (self.warm_start and hasattr(self, "module_")):
-            shape = np.shape(latents)
-            learned = {"in_features": np.shape(features)[-1]}
-            if len(shape) == 3:
-                learned.update(emb_width=shape[1], n_frames=shape[2])
-            self.initialize(**{k: v for k, v in learned.items() if getattr(self, k) is None})
-        x, c = self._check_inputs(features, categories)
-        y = check_tensor(
-            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width_, self.n_frames_)
-        )
+        x, c, y = self._fit_inputs(features, latents, categories)
         net: FlowNet = self.module_
         history = self.history_ if self.warm_start and hasattr(self, "history_") else []
         if not history:
@@ -497,18 +445,3 @@ class FlowGenerator(TransformerMixin, StateDictPickleMixin):
             h = h + run(h, t, c, x, w).float() / n_steps
         scale, mean = net.latent_scale.float()[:, None], net.latent_mean.float()[:, None]
         return (h * scale + mean).cpu()
-
-    def fit_transform(self, features: object, latents: object, categories: object) -> torch.Tensor:
-        """:meth:`fit`, then :meth:`transform` of the same features and categories.
-
-        Parameters
-        ----------
-        features : array-like of shape (n_samples, in_features)
-        latents : array-like of shape (n_samples, emb_width, n_frames)
-        categories : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        torch.Tensor of shape (n_samples, emb_width, n_frames_)
-        """
-        return self.fit(features, latents, categories).transform(features, categories)

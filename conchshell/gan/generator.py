@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -528,27 +528,104 @@ _SPECS: dict[tuple[str, str], _Strided | _Pooled] = {
 _PAPER_SIZES = {"in_features": 2048, "n_categories": 6, "embed_dim": 256, "emb_width": 64}
 
 
-def set_generator_sizes(component: Any, what: str, **implied: int | None) -> None:
-    """Set a latent generator's ``level_`` and its sizes (``in_features_``, ``n_frames_``...).
+class _LatentGenerator(TransformerMixin, StateDictPickleMixin):
+    """What the latent generators share: their sizes, input checks and ``fit_transform``.
 
-    Each size is the component's parameter, else the implied one, else the
-    paper's (``n_frames``: 8 s over the level's hop).
-
-    Parameters
-    ----------
-    component : Generator or FlowGenerator
-    what : str
-        Its name in the error message.
-    **implied : int or None
-        ``in_features``, ``n_categories``, ``emb_width`` and ``n_frames`` as
-        the data or the other components imply them.
+    Subclasses have the parameters ``level``, ``in_features``,
+    ``n_categories``, ``emb_width``, ``n_frames`` and ``warm_start``, and
+    define ``fit``, ``transform`` and ``_build_module``.
     """
-    component.level_ = level_index("deep" if component.level is None else component.level)
-    paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[component.level_])
-    set_implied_sizes(component, implied, paper, what)
+
+    _what = "generator"  # its name in error messages
+
+    def initialize(
+        self,
+        *,
+        in_features: int | None = None,
+        n_categories: int | None = None,
+        n_frames: int | None = None,
+        emb_width: int | None = None,
+    ) -> Self:
+        """Build the module with fresh, seeded weights at the sizes the data implies.
+
+        Parameters
+        ----------
+        in_features, n_categories, n_frames, emb_width : int, optional
+            Sizes implied by the data or the other components (an estimator
+            passes its extractor's feature size, its number of categories and
+            the codec's latent shape). Each serves where the parameter of the
+            same name is ``None``; a set parameter must agree with it.
+
+        Returns
+        -------
+        self
+            With ``module_`` and the fitted sizes (``in_features_``, ...) set.
+
+        Raises
+        ------
+        ValueError
+            When a set parameter contradicts an implied size.
+        """
+        self.level_ = level_index("deep" if self.level is None else self.level)
+        implied = {
+            "in_features": in_features,
+            "n_categories": n_categories,
+            "emb_width": emb_width,
+            "n_frames": n_frames,
+        }
+        paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[self.level_])
+        set_implied_sizes(self, implied, paper, self._what)
+        return super().initialize()
+
+    def _check_inputs(
+        self, features: object, categories: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features_))
+        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories_)
+        return x, c
+
+    def _fit_inputs(
+        self, features: object, latents: object, categories: object
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Build the module at the data's sizes (unless continuing), then check the inputs."""
+        if not (self.warm_start and hasattr(self, "module_")):
+            # Sizes left unset are learned from the data; set ones are checked against it below.
+            shape = np.shape(latents)
+            learned = {"in_features": np.shape(features)[-1]}
+            if len(shape) == 3:
+                learned.update(emb_width=shape[1], n_frames=shape[2])
+            self.initialize(**{k: v for k, v in learned.items() if getattr(self, k) is None})
+        x, c = self._check_inputs(features, categories)
+        y = check_tensor(
+            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width_, self.n_frames_)
+        )
+        return x, c, y
+
+    def fit_transform(self, features: object, latents: object, categories: object) -> torch.Tensor:
+        """Train on the targets, then predict them back (:meth:`fit`, then :meth:`transform`).
+
+        The generator is conditioned, so unlike scikit-learn's
+        ``fit_transform(X, y)`` it takes :meth:`fit`'s three arguments and
+        passes ``features`` and ``categories`` on to :meth:`transform`.
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, in_features)
+            Video features.
+        latents : array-like of shape (n_samples, emb_width, n_frames)
+            Continuous target latents.
+        categories : array-like of shape (n_samples,)
+            Integer category ids in ``[0, n_categories)``.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples, emb_width, n_frames_)
+            What :meth:`transform` returns for ``features`` and ``categories``.
+        """
+        return self.fit(features, latents, categories).transform(features, categories)
 
 
-class Generator(TransformerMixin, StateDictPickleMixin):
+class Generator(_LatentGenerator):
     """ConchShell generator for one Jukebox level (a scikit-learn style component).
 
     It maps an I3D video feature and the image's category to the *continuous*
@@ -762,44 +839,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         """
         return cls(size=check_size(size), **overrides)
 
-    def initialize(
-        self,
-        *,
-        in_features: int | None = None,
-        n_categories: int | None = None,
-        n_frames: int | None = None,
-        emb_width: int | None = None,
-    ) -> Generator:
-        """Build the module with fresh, seeded weights at the sizes the data implies.
-
-        Parameters
-        ----------
-        in_features, n_categories, n_frames, emb_width : int, optional
-            Sizes implied by the data or the other components (an estimator
-            passes its extractor's feature size, its number of categories and
-            the codec's latent shape). Each serves where the parameter of the
-            same name is ``None``; a set parameter must agree with it.
-
-        Returns
-        -------
-        self
-            With ``module_`` and the fitted sizes (``in_features_``, ...) set.
-
-        Raises
-        ------
-        ValueError
-            When a set parameter contradicts an implied size.
-        """
-        set_generator_sizes(
-            self,
-            "generator",
-            in_features=in_features,
-            n_categories=n_categories,
-            emb_width=emb_width,
-            n_frames=n_frames,
-        )
-        return super().initialize()
-
     def _build_module(self) -> nn.Module:
         # The sizes come from initialize(), or from the state a pickle restored.
         if self.size not in SIZES:
@@ -847,14 +886,6 @@ class Generator(TransformerMixin, StateDictPickleMixin):
             return _signal_preserving_init(module)
         return normal_init_(module, std)
 
-    # ------------------------------------------------------------------ checks
-    def _check_inputs(
-        self, features: object, categories: object
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = check_tensor(features, name="features", ndim=2, shape=(None, self.in_features_))
-        c = check_categories(categories, n_samples=x.shape[0], n_categories=self.n_categories_)
-        return x, c
-
     # --------------------------------------------------------------- training
     def fit(self, features: object, latents: object, categories: object) -> Generator:
         """Train the generator alone by L1 regression on target latents.
@@ -880,17 +911,7 @@ class Generator(TransformerMixin, StateDictPickleMixin):
             check_positive_int(self.search_frames, "search_frames")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (self.warm_start and hasattr(self, "module_")):
-            # Sizes left unset are learned from the data; set ones are checked against it below.
-            shape = np.shape(latents)
-            learned = {"in_features": np.shape(features)[-1]}
-            if len(shape) == 3:
-                learned.update(emb_width=shape[1], n_frames=shape[2])
-            self.initialize(**{k: v for k, v in learned.items() if getattr(self, k) is None})
-        x, c = self._check_inputs(features, categories)
-        y = check_tensor(
-            latents, name="latents", ndim=3, shape=(x.shape[0], self.emb_width_, self.n_frames_)
-        )
+        x, c, y = self._fit_inputs(features, latents, categories)
         module = self.module_
         history = self.history_ if self.warm_start and hasattr(self, "history_") else []
         if module.feature_scaling and not history:
@@ -1043,26 +1064,3 @@ class Generator(TransformerMixin, StateDictPickleMixin):
         finally:
             module.train(was_training)
         return torch.cat(out)
-
-    def fit_transform(self, features: object, latents: object, categories: object) -> torch.Tensor:
-        """Train on the targets, then predict them back (:meth:`fit`, then :meth:`transform`).
-
-        The generator is conditioned, so unlike scikit-learn's
-        ``fit_transform(X, y)`` it takes :meth:`fit`'s three arguments and
-        passes ``features`` and ``categories`` on to :meth:`transform`.
-
-        Parameters
-        ----------
-        features : array-like of shape (n_samples, in_features)
-            Video features.
-        latents : array-like of shape (n_samples, emb_width, n_frames)
-            Continuous target latents.
-        categories : array-like of shape (n_samples,)
-            Integer category ids in ``[0, n_categories)``.
-
-        Returns
-        -------
-        torch.Tensor of shape (n_samples, emb_width, n_frames_)
-            What :meth:`transform` returns for ``features`` and ``categories``.
-        """
-        return self.fit(features, latents, categories).transform(features, categories)
