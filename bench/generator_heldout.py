@@ -30,11 +30,15 @@ Usage::
     python bench/generator_heldout.py --minutes 20 --set search_frames=null
     python bench/generator_heldout.py --minutes 20 --set lr=0.001 --threads 1
     python bench/generator_heldout.py --minutes 40 --generator flow
+    python bench/generator_heldout.py --minutes 20 --threads 1 --guidance 1 2 2.5 3
+
+``--guidance`` judges the one fit at each value (the generator's own by
+default; the flow generator's guidance is its classifier-free weight).
 
 Each ``--set`` value is JSON (``null``, numbers, strings in quotes where
 ambiguous). Fits are time-bounded: compare recipes run side by side on the
-same machine, or one after the other on a quiet one. The last line is
-``generator_heldout=<json>``.
+same machine, or one after the other on a quiet one. Each result is a line
+``generator_heldout=<json>``, one per guidance value.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--save", default=None, metavar="FILE.npz", help="write the generated clips there"
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=None,
+        help="judge the one fit at each of these guidance values (default: the generator's own)",
     )
     args = parser.parse_args()
     if args.threads:
@@ -110,35 +121,42 @@ def main() -> None:
     gen.fit(features[~out], latents[clip_of[~out]], cats[~out])
     fit_s = time.perf_counter() - start
 
-    with torch.no_grad():
-        generated = decode(model, gen.transform(features[out], cats[out]), n)
     waves = audio.numpy()
     truth = np.asarray(cats[out])
     real = waves[clip_of[out]]
     judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
     profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
-    row = {
-        "generator": args.generator,
-        "set": overrides,
-        "minutes": args.minutes,
-        "steps": gen.history_[-1]["step"],
-        "loss": round(gen.history_[-1]["loss"], 3),
-        "fit_s": round(fit_s, 1),
-        "n_heldout_photos": int(out.sum()),
-        "relevance": round(float(judge.score(generated, truth)), 3),
-        "ceiling": round(float(judge.score(decode(model, latents[held], n), clip_cat[held])), 3),
-        "descriptor": round(float(profile.score(generated, truth)), 3),
-        "variety": round(
-            within_category_distance(generated, truth) / within_category_distance(real, truth), 3
-        ),
-        "near": round(near_copies(generated, waves[kept]), 3),
-        "music": round(float(music_fraction(generated)), 3),
-        "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
-    }
-    if args.save:
-        # For listening and spectrograms: the clips, their categories and the paired real ones.
-        np.savez_compressed(args.save, generated=generated, categories=truth, real=real)
-    print("generator_heldout=" + json.dumps(row))
+    ceiling = judge.score(decode(model, latents[held], n), clip_cat[held])
+    values = [gen.guidance] if args.guidance is None else args.guidance
+    for guidance in values:
+        gen.set_params(guidance=guidance)
+        with torch.no_grad():
+            generated = decode(model, gen.transform(features[out], cats[out]), n)
+        row = {
+            "generator": args.generator,
+            "set": overrides,
+            "guidance": guidance,
+            "minutes": args.minutes,
+            "steps": gen.history_[-1]["step"],
+            "loss": round(gen.history_[-1]["loss"], 3),
+            "fit_s": round(fit_s, 1),
+            "n_heldout_photos": int(out.sum()),
+            "relevance": round(float(judge.score(generated, truth)), 3),
+            "ceiling": round(float(ceiling), 3),
+            "descriptor": round(float(profile.score(generated, truth)), 3),
+            "variety": round(
+                within_category_distance(generated, truth) / within_category_distance(real, truth),
+                3,
+            ),
+            "near": round(near_copies(generated, waves[kept]), 3),
+            "music": round(float(music_fraction(generated)), 3),
+            "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
+        }
+        if args.save:
+            # For listening and spectrograms: the clips, their categories and the paired real
+            # ones (the last guidance value's, with several).
+            np.savez_compressed(args.save, generated=generated, categories=truth, real=real)
+        print("generator_heldout=" + json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -145,15 +145,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from conchshell.demo import run_demo
 
-    index = run_demo(
-        args.data,
-        args.out,
-        minutes=args.minutes,
-        seed=args.seed,
-        size=args.size,
-        train=True if args.train else None,
-        model=args.model,
-    )
+    settings = _parse_sets(args.set)
+    try:
+        index = run_demo(
+            args.data,
+            args.out,
+            minutes=args.minutes,
+            seed=args.seed,
+            size=args.size,
+            train=True if args.train else None,
+            model=args.model,
+            settings=settings,
+        )
+    except ValueError as exc:
+        if not settings:
+            raise
+        raise CLIError(f"--set: {exc}") from exc
     print(f"open {index} to see and hear the results")
     return 0
 
@@ -366,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes", type=float, default=12.0, help="training time budget (with --train)"
     )
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set_params key for generating, e.g. generator__guidance=2.5 (not saved)",
+    )
     demo.add_argument(
         "--size",
         "--scale",

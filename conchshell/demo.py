@@ -113,6 +113,7 @@ def run_demo(
     train: bool | None = None,
     model: str | Path | None = None,
     scale: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write a listening gallery and ``summary.json`` for the stand-in val split.
 
@@ -139,6 +140,11 @@ def run_demo(
         A model folder to use instead of the shipped one.
     scale : str, optional
         Deprecated: the earlier name of ``size`` (its ``"cpu"`` is ``"small"``).
+    settings : dict, optional
+        :meth:`~conchshell.estimator.ImageToMusic.set_fitted_params` keys
+        applied to the model before generating (for example
+        ``{"generator__guidance": 2.5}``); checked before any training,
+        recorded in ``summary.json``, not saved with a trained model.
 
     Returns
     -------
@@ -163,6 +169,16 @@ def run_demo(
         raise ValueError(f"minutes must be positive, got {minutes!r}")
     if train and model is not None:
         raise ValueError("give train=True or a model folder, not both")
+    settings = dict(settings or {})
+    if settings:
+        # A typo should fail now, not after an hour of training.
+        for key in settings:
+            if "__" not in key:
+                raise ValueError(
+                    f"settings key {key!r} names no component: use component__parameter, "
+                    "e.g. generator__guidance"
+                )
+        presets.get("conchshell", size).set_params(**settings)._check_params()
     started = time.perf_counter()
     data, out = Path(data), Path(out)
     if not (data / "Label" / "Label.xlsx").is_file():
@@ -183,6 +199,9 @@ def run_demo(
         fitted = pretrained_model(source)
         _log(f"using the model in {source} (train one with `conchshell demo --train`)")
     trained = time.perf_counter() - started
+    if settings:
+        fitted.set_fitted_params(**settings)
+        _log(f"generating with {settings}")
 
     paths = [str(p) for p in val.image_paths]
     truth = np.asarray(val.category_ids)
@@ -217,6 +236,7 @@ def run_demo(
         train_minutes=round(trained / 60, 2),
         total_minutes=round((time.perf_counter() - started) / 60, 2),
         trained_here=bool(train),
+        settings=settings,
         gan_steps=len(fitted.history_),
         val_images=len(paths),
         val_photos=len(keep),

@@ -308,6 +308,10 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
                     f"{name} is wrapped in FrozenEstimator but is not fitted; fit it first, "
                     "or pass it unwrapped to have fit train it"
                 )
+            # Settings a component would only check when its own stage starts.
+            check = getattr(comp, "_check_settings", None)
+            if check is not None:
+                check()
 
     def _component(self, name: str, seed: int, device: str) -> BaseEstimator | None:
         given = getattr(self, name)
@@ -447,6 +451,59 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
             self.forger_.fit(example_images)
         if self.denoiser_ is not None and "denoiser" not in self._frozen:
             self.denoiser_.fit()
+
+    def set_fitted_params(self, **params: Any) -> ImageToMusic:
+        """Change prediction-time settings of the fitted components, weights kept.
+
+        :meth:`set_params` changes what the next :meth:`fit` builds, as in
+        scikit-learn; the fitted components (``generator_``, ...) keep their
+        own copies. This sets both, so a loaded model can, for example,
+        generate with another guidance without retraining::
+
+            model.set_fitted_params(generator__guidance=3.0)
+
+        Every value is checked before any is set, and :meth:`save` keeps them.
+
+        Parameters
+        ----------
+        **params
+            ``component__parameter`` keys, such as ``generator__guidance``
+            (see each component's parameters). Settings that change a
+            component's structure are not meaningful here.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a key that names no fitted component or no parameter of it,
+            or a value the component rejects.
+        """
+        self._check_fitted()
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, sep, param = key.partition("__")
+            comp = getattr(self, f"{name}_", None) if name in COMPONENTS else None
+            if not sep or comp is None:
+                raise ValueError(
+                    f"{key!r} names no fitted component: use component__parameter with one of "
+                    f"{[c for c in COMPONENTS if getattr(self, f'{c}_', None) is not None]}"
+                )
+            changes.setdefault(name, {})[param] = value
+        for name, values in changes.items():
+            # On a copy first: an unknown parameter or a bad value leaves the model untouched.
+            trial = clone(getattr(self, f"{name}_")).set_params(**values)
+            check = getattr(trial, "_check_settings", None)
+            if check is not None:
+                check()
+        for name, values in changes.items():
+            getattr(self, f"{name}_").set_params(**values)
+            template = getattr(self, name)
+            if template is not None and not isinstance(template, FrozenEstimator):
+                template.set_params(**values)
+        return self
 
     def initialize(self, categories: Sequence[str] | None = None) -> ImageToMusic:
         """Build every component untrained, ready to predict (for timing and inspection).

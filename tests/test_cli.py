@@ -39,3 +39,13 @@ def test_missing_subcommand_is_a_usage_error(capsys):
         main([])
     assert exit_info.value.code == 2
     assert "required" in capsys.readouterr().err
+
+
+def test_demo_rejects_a_bad_setting_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["demo", "--data", str(tmp_path / "data"), "--out", str(out), "--size", "tiny"]
+    assert main([*args, "--set", "generator__guidance=-1"]) == 2
+    assert "--set: guidance must be a finite number >= 0, got -1" in capsys.readouterr().err
+    assert main([*args, "--set", "nonsense"]) == 2
+    assert "--set takes key=value, got 'nonsense'" in capsys.readouterr().err
+    assert not out.exists()

@@ -11,7 +11,13 @@ from conchshell.demo import run_demo
 @pytest.mark.filterwarnings("ignore:I3DExtractor has no weights:UserWarning")
 def test_demo_writes_a_gallery(tmp_path, capsys):
     # The tiny size has no shipped model: the demo trains it.
-    index = run_demo(tmp_path / "data", tmp_path / "out", minutes=0.5, size="tiny")
+    index = run_demo(
+        tmp_path / "data",
+        tmp_path / "out",
+        minutes=0.5,
+        size="tiny",
+        settings={"generator__guidance": 2.0},
+    )
     gallery = tmp_path / "out" / "gallery"
     assert index == gallery / "index.html"
     page = index.read_text()
@@ -46,6 +52,7 @@ def test_demo_writes_a_gallery(tmp_path, capsys):
     )
     assert notes["real"]["ocean"]["n_clips"] == 12
     assert summary["trained_here"] is True and summary["gan_steps"] >= 1
+    assert summary["settings"] == {"generator__guidance": 2.0}
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
     assert "[demo] relevance_accuracy" in capsys.readouterr().out
 
@@ -55,3 +62,9 @@ def test_demo_refuses_a_missing_model_folder(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="conchshell demo --train"):
         pretrained_model(tmp_path)
+
+
+def test_demo_checks_its_settings_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="bogus"):
+        run_demo(tmp_path / "data", tmp_path / "out", size="tiny", settings={"bogus": 1})
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()

@@ -320,3 +320,32 @@ def test_generator_sizes_are_fitted_attributes_not_parameters(fitted):
     assert params["in_features"] is None and params["n_categories"] is None
     assert fitted.generator_.n_categories_ == 6
     assert fitted.generator_.in_features_ == fitted.extractor_.n_features_out_
+
+
+def test_set_fitted_params_changes_prediction_and_survives_saving(fitted, toy, tmp_path):
+    model = ImageToMusic.load(fitted.save(tmp_path / "copy"))
+    images = toy.stack_images()[:2]
+    before = model.predict(images, seed=0)
+    model.set_fitted_params(generator__guidance=3.0)
+    assert model.generator_.guidance == 3.0 and model.get_params()["generator__guidance"] == 3.0
+    after = model.predict(images, seed=0)
+    assert not np.allclose(after, before)
+    loaded = type(model).load(model.save(tmp_path / "m"))
+    assert loaded.generator_.guidance == 3.0
+    np.testing.assert_allclose(loaded.predict(images, seed=0), after, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"guidance": 2.0}, "'guidance' names no fitted component"),
+        ({"nothing__guidance": 2.0}, "'nothing__guidance' names no fitted component"),
+        ({"generator__bogus": 2.0}, "bogus"),
+        ({"generator__guidance": -2.0}, r"guidance must be a finite number >= 0, got -2\.0"),
+    ],
+)
+def test_set_fitted_params_refuses_bad_keys_and_values_untouched(fitted, params, message):
+    before = fitted.generator_.get_params()
+    with pytest.raises(ValueError, match=message):
+        fitted.set_fitted_params(generator__batch_size=3, **params)
+    assert fitted.generator_.get_params() == before

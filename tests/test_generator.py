@@ -257,3 +257,85 @@ def test_bad_targets_settings_and_state():
         module(torch.zeros(2, 13), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="categories"):
         module(torch.zeros(2, 12), torch.tensor([0]))
+
+
+def per_category_preactivations(module, x, z):
+    """The output layer's pre-tanh output under each category: ``(k, batch, ch, frames)``."""
+    rows = []
+    for k in range(module.n_categories):
+        cats = torch.full((x.shape[0],), k)
+        rows.append(module.output_layer()(module._hidden(x, cats, z)))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("level", ["high", "deep"])
+def test_guidance_extrapolates_from_the_category_average(level):
+    g = tiny(level, noise_dim=3).initialize()
+    module = g.module_.eval()
+    x, c, z = torch.randn(4, 12), torch.tensor([0, 5, 2, 2]), torch.randn(4, 3)
+    with torch.no_grad():
+        pre = per_category_preactivations(module, x, z)
+        mean, own = pre.mean(0), pre[c, torch.arange(4)]
+        for w in (0.0, 1.0, 2.5):
+            want = torch.tanh(mean + w * (own - mean)) * 100
+            assert torch.allclose(module(x, c, z, w), want, atol=1e-3), w
+            assert torch.allclose(module.guided(x, c, z, w), want, atol=1e-3), w
+        # At 0 every category gives the same (the average); the noise still counts.
+        assert torch.allclose(module(x, c, z, 0.0), module(x, torch.zeros_like(c), z, 0.0))
+        assert not torch.allclose(module(x, c, z, 0.0), module(x, c, -z, 0.0))
+
+
+def test_guidance_draws_one_noise_for_every_category():
+    module = tiny("deep", noise_dim=3).initialize().module_.eval()
+    x, c = torch.randn(2, 12), torch.tensor([1, 4])
+    with torch.no_grad():
+        torch.manual_seed(7)
+        drawn = module.guided(x, c, None, 2.0)
+        torch.manual_seed(7)
+        given = module.guided(x, c, torch.randn(2, 3), 2.0)
+    assert torch.equal(drawn, given)
+
+
+def test_transform_applies_guidance_and_one_is_the_plain_output():
+    g = tiny("deep", noise_dim=3, batch_size=2).initialize()
+    x, c = torch.randn(5, 12), [0, 1, 2, 3, 4]
+    plain = g.transform(x, c)
+    assert torch.equal(g.set_params(guidance=1).transform(x, c), plain)
+    guided = g.set_params(guidance=3.0).transform(x, c)
+    with torch.no_grad():
+        want = g.module_(x, torch.tensor(c), g.sample_noise(5), 3.0)
+    assert torch.allclose(guided, want, atol=1e-4)
+    # Stronger guidance moves the output further from the category average.
+    average = g.set_params(guidance=0.0).transform(x, c)
+    assert (guided - average).abs().mean() > (plain - average).abs().mean() > 0
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), True, "2", None])
+def test_bad_guidance_names_the_value(bad):
+    g = tiny("deep").initialize().set_params(guidance=bad)
+    with pytest.raises(ValueError, match=r"guidance must be a finite number >= 0, got"):
+        g.transform(torch.randn(1, 12), [0])
+    with pytest.raises(ValueError, match="guidance"):
+        g.fit(np.zeros((2, 12), np.float32), np.zeros((2, 5, 24), np.float32), [0, 1])
+
+
+def test_guidance_passes_through_the_fast_path_wrapper():
+    from conchshell.inference import CastModule
+
+    module = tiny("deep", noise_dim=3).initialize().module_.eval()
+    x, c, z = torch.randn(2, 12), torch.tensor([3, 0]), torch.randn(2, 3)
+    with torch.no_grad():
+        wrapped = CastModule(module, torch.float32, None)(x, c, z, 2.0)
+        assert torch.equal(wrapped, module(x, c, z, 2.0))
+
+
+def test_the_estimator_checks_generator_settings_before_any_stage(tmp_path):
+    from conchshell import presets
+    from conchshell.datasets import make_toy_dataset
+
+    model = presets.conchshell("tiny", checkpoint_dir=str(tmp_path / "ckpt"))
+    model.set_params(generator__guidance=-1.0)
+    with pytest.raises(ValueError, match=r"guidance must be a finite number >= 0, got -1\.0"):
+        model.fit(make_toy_dataset(1, n_samples=16000))
+    assert not (tmp_path / "ckpt").exists()
+    assert not hasattr(model, "encoder_")
