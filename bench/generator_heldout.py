@@ -15,8 +15,9 @@ then, for the held-out photos with their true categories, prints:
 - ``variety``: within-category log-mel distance of the generated clips over
   that of the real clips they are paired with;
 - ``near``: fraction within 10 dB SI-SDR of a kept training clip;
-- ``music``: the fraction heard as piano music
-  (:func:`~conchshell.evaluation.transcription.music_fraction`);
+- ``music``: the fraction heard as piano music, ``clean`` as clean piano
+  music (no hiss floor between 1 and 4 kHz), and their mean ``band_flatness``
+  (:func:`~conchshell.evaluation.transcription.music_measure`);
 - ``rms_ratio``: the generated clips' RMS over the paired real clips'.
 
 ``--save FILE.npz`` writes the generated clips, their categories and the
@@ -95,7 +96,7 @@ def main() -> None:
     from conchshell.demo import pretrained_model
     from conchshell.evaluation import DescriptorProfile, RelevanceClassifier
     from conchshell.evaluation.report import near_copies, within_category_distance
-    from conchshell.evaluation.transcription import music_fraction
+    from conchshell.evaluation.transcription import music_measure
 
     model = pretrained_model()
     n = model._n_samples
@@ -132,6 +133,7 @@ def main() -> None:
         gen.set_params(guidance=guidance)
         with torch.no_grad():
             generated = decode(model, gen.transform(features[out], cats[out]), n)
+        heard = music_measure(generated)
         row = {
             "generator": args.generator,
             "set": overrides,
@@ -149,7 +151,9 @@ def main() -> None:
                 3,
             ),
             "near": round(near_copies(generated, waves[kept]), 3),
-            "music": round(float(music_fraction(generated)), 3),
+            "music": round(float(np.mean([m["is_music"] for m in heard])), 3),
+            "clean": round(float(np.mean([m["is_clean_music"] for m in heard])), 3),
+            "band_flatness": round(float(np.mean([m["band_flatness"] for m in heard])), 3),
             "rms_ratio": round(float(np.sqrt((generated**2).mean() / (real**2).mean())), 3),
         }
         if args.save:

@@ -62,16 +62,21 @@ def test_real_piano_clips_are_music(real_clips):
             "note_coverage",
             "onsets_per_second",
             "spectral_flatness",
+            "band_flatness",
             "n_notes",
             "is_music",
+            "is_clean_music",
         }
-        assert m["is_music"] is True
+        assert m["is_music"] is True and m["is_clean_music"] is True
+        # measured 0.001-0.029 on the 120 real training clips
+        assert m["band_flatness"] <= 0.03
         # measured 0.97-0.99 coverage, 2.9-10 notes/s, flatness 0.002-0.007 on the val clips
         assert m["note_coverage"] >= 0.9
         assert 2.0 <= m["onsets_per_second"] <= 12.0
         assert m["n_notes"] == round(m["onsets_per_second"] * 8)
         assert m["spectral_flatness"] <= 0.01
     assert music_fraction(real_clips[:2]) == 1.0
+    assert music_fraction(real_clips[:2], clean=True) == 1.0
     # Notes the caller already has give the same figures without transcribing again.
     assert music_measure(real_clips, notes=transcribe(real_clips)) == measures
     with pytest.raises(ValueError, match="notes has 1 entries for 6 clips"):
@@ -264,3 +269,39 @@ def test_note_summary_bad_inputs():
         tr.note_summary(notes, ["a"], seconds=0)
     with pytest.raises(ValueError, match=r"notes\[1\] must have shape \(n_notes, 4\).*\(3,\)"):
         tr.note_summary([*notes, np.zeros(3)], ["a", "b"])
+
+
+def _partials(f0: float, top: float, seconds: float = 8.0) -> np.ndarray:
+    """A tone with every harmonic of ``f0`` up to ``top`` Hz, each half as loud as the last."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    n = int(top // f0)
+    wave = sum(0.5**k * np.sin(2 * np.pi * f0 * (k + 1) * t) for k in range(n))
+    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def test_band_flatness_of_tones_noise_and_silence():
+    rng = np.random.default_rng(0)
+    assert tr.band_flatness(_partials(262, 4000)) < 0.01
+    assert 0.5 < tr.band_flatness(rng.normal(scale=0.1, size=CLIP_SAMPLES)) < 0.6
+    # librosa-style floor: silence is perfectly flat.
+    assert tr.band_flatness(np.zeros(CLIP_SAMPLES)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"one mono clip \(samples,\), got shape \(2, 100\)"):
+        tr.band_flatness(np.zeros((2, 100)))
+    with pytest.raises(ValueError, match="needs a rate above 8000 Hz, got 6000"):
+        tr.band_flatness(np.zeros(6000), sample_rate=6000)
+
+
+def test_band_flatness_tells_a_hiss_floor_from_partials(monkeypatch):
+    # A strong low tone keeps the whole-band flatness under its threshold with a hiss floor
+    # 40 dB down; only the 1-4 kHz band shows the hiss. The same floor under a tone with
+    # partials in that band stays clean.
+    monkeypatch.setattr(tr, "transcribe", _fake_transcribe(_notes(np.arange(16) * 0.5, 0.5)))
+    hiss = np.random.default_rng(2).normal(scale=0.003, size=CLIP_SAMPLES).astype(np.float32)
+    low, rich = _partials(110, 400) + hiss, _partials(262, 4000) + hiss
+    measures = music_measure(np.stack([low, rich]))
+    assert all(m["spectral_flatness"] <= tr.MAX_SPECTRAL_FLATNESS for m in measures)
+    assert [m["is_music"] for m in measures] == [True, True]
+    assert measures[0]["band_flatness"] > 0.3 > tr.MAX_BAND_FLATNESS
+    assert measures[1]["band_flatness"] <= tr.MAX_BAND_FLATNESS
+    assert [m["is_clean_music"] for m in measures] == [False, True]
+    assert music_fraction(np.stack([low, rich]), clean=True) == 0.5

@@ -13,7 +13,8 @@ notice what matters in piano, so these sit beside them:
 - :class:`RelevanceClassifier`, :func:`relevance_accuracy`,
   :func:`paired_retrieval`: does the clip sound like its image's category, and
   like its own reference more than the others?
-- :func:`transcribe`, :func:`music_measure`, :func:`music_fraction`: notes
+- :func:`transcribe`, :func:`music_measure`, :func:`music_fraction`,
+  :func:`band_flatness`: notes
   from Basic Pitch's ONNX model, and whether a clip is piano music at all
   (note coverage, onsets per second, spectral flatness);
 - :func:`write_midi`, :func:`notes_to_midi`, :func:`note_summary`: those
@@ -56,6 +57,7 @@ from conchshell.evaluation.relevance import (
 from conchshell.evaluation.scorers import METRICS, evaluate_audio, make_audio_scorer
 from conchshell.evaluation.stft import multi_resolution_stft_distance
 from conchshell.evaluation.transcription import (
+    band_flatness,
     check_notes,
     music_fraction,
     music_measure,
@@ -71,6 +73,7 @@ __all__ = [
     "METRICS",
     "DescriptorProfile",
     "RelevanceClassifier",
+    "band_flatness",
     "beat_coverage",
     "beat_hit",
     "check_notes",
