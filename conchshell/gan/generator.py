@@ -758,8 +758,8 @@ class Generator(_LatentGenerator):
         every category, as classifier-free guidance does (Ho and Salimans
         2022): the output layer reads ``mean + guidance * (own - mean)`` of
         its input under the picture's own category and under the mean of all
-        categories (same features, same noise; see
-        :meth:`PooledGenerator.guided`). 1 is the paper's plain output; above
+        categories (same features, same noise; the torch module's ``guided``
+        method). 1 is the paper's plain output; above
         1 a difference from it. Regression (IMLE's included) leaves each
         scene's latents near the average of its pieces; guidance moves them
         out again. Measured on the small Deep model it helped on held-out
