@@ -154,6 +154,7 @@ def run_demo(
     from conchshell import presets
     from conchshell.data.build import build_standin
     from conchshell.datasets import load_bop
+    from conchshell.estimator import check_fitted_settable
     from conchshell.evaluation.report import music_report
     from conchshell.evaluation.transcription import transcribe
     from conchshell.gallery import write_gallery
@@ -178,7 +179,11 @@ def run_demo(
                     f"settings key {key!r} names no component: use component__parameter, "
                     "e.g. generator__guidance"
                 )
-        presets.get("conchshell", size).set_params(**settings)._check_params()
+        template = presets.get("conchshell", size).set_params(**settings)
+        template._check_params()
+        for key in settings:
+            name, _, param = key.partition("__")
+            check_fitted_settable(name, getattr(template, name), [param])
     started = time.perf_counter()
     data, out = Path(data), Path(out)
     if not (data / "Label" / "Label.xlsx").is_file():

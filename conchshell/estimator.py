@@ -85,6 +85,33 @@ def _is_fitted(est: BaseEstimator) -> bool:
     return True
 
 
+def check_fitted_settable(name: str, comp: Any, params: Any) -> None:
+    """Refuse settings that cannot change on a fitted component (see ``set_fitted_params``).
+
+    Parameters
+    ----------
+    name : str
+        The component's slot, for the message (``"generator"``).
+    comp : object
+        The component (fitted or its template: the same class answers).
+    params : iterable of str
+        Parameter names of the component.
+
+    Raises
+    ------
+    ValueError
+        Naming the first refused setting and what the component allows.
+    """
+    allowed = getattr(comp, "_fitted_settable", ())
+    fixed = sorted(set(params) - set(allowed))
+    if fixed:
+        # Structure and training settings would disagree with the fitted weights.
+        raise ValueError(
+            f"{name}__{fixed[0]} cannot change on a fitted {type(comp).__name__}; "
+            f"what can: {list(allowed) or 'nothing'} (set_params and fit for the rest)"
+        )
+
+
 class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
     """Generate an 8-second piano piece for a picture (the ConchShell model).
 
@@ -467,9 +494,11 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         Parameters
         ----------
         **params
-            ``component__parameter`` keys, such as ``generator__guidance``
-            (see each component's parameters). Settings that change a
-            component's structure are not meaningful here.
+            ``component__parameter`` keys of prediction-time settings:
+            ``guidance``, ``batch_size`` and ``verbose`` of a ``Generator``
+            (``n_steps`` too for a ``FlowGenerator``) and any setting of a
+            ``SpectralGate`` denoiser. Structure and training settings are
+            refused: they would disagree with the fitted weights.
 
         Returns
         -------
@@ -478,8 +507,8 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            For a key that names no fitted component or no parameter of it,
-            or a value the component rejects.
+            For a key that names no fitted component or a setting that
+            cannot change after fitting, or a value the component rejects.
         """
         self._check_fitted()
         changes: dict[str, dict[str, Any]] = {}
@@ -493,8 +522,10 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
                 )
             changes.setdefault(name, {})[param] = value
         for name, values in changes.items():
-            # On a copy first: an unknown parameter or a bad value leaves the model untouched.
-            trial = clone(getattr(self, f"{name}_")).set_params(**values)
+            comp = getattr(self, f"{name}_")
+            check_fitted_settable(name, comp, values)
+            # On a copy first: a bad value leaves the model untouched.
+            trial = clone(comp).set_params(**values)
             check = getattr(trial, "_check_settings", None)
             if check is not None:
                 check()

@@ -43,6 +43,9 @@ class SpectralGate(TransformerMixin, BaseEstimator):
     (2, 16000)
     """
 
+    # Stateless: every setting may change after fitting (ImageToMusic.set_fitted_params).
+    _fitted_settable = ("prop_decrease", "stationary", "n_std_thresh", "sample_rate")
+
     def __init__(
         self,
         prop_decrease: float = 0.8,

@@ -68,3 +68,9 @@ def test_demo_checks_its_settings_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         run_demo(tmp_path / "data", tmp_path / "out", size="tiny", settings={"bogus": 1})
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_a_setting_a_fitted_model_cannot_take(tmp_path):
+    with pytest.raises(ValueError, match="generator__noise_dim cannot change on a fitted"):
+        run_demo(tmp_path / "d", tmp_path / "o", size="tiny", settings={"generator__noise_dim": 2})
+    assert not (tmp_path / "d").exists()

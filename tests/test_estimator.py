@@ -340,7 +340,9 @@ def test_set_fitted_params_changes_prediction_and_survives_saving(fitted, toy, t
     [
         ({"guidance": 2.0}, "'guidance' names no fitted component"),
         ({"nothing__guidance": 2.0}, "'nothing__guidance' names no fitted component"),
-        ({"generator__bogus": 2.0}, "bogus"),
+        ({"generator__bogus": 2.0}, r"generator__bogus cannot change on a fitted Generator"),
+        ({"generator__noise_dim": 4}, r"what can: \['guidance', 'batch_size', 'verbose'\]"),
+        ({"codec__lr": 0.1}, r"codec__lr cannot change on a fitted JukeboxCodec; what can: no"),
         ({"generator__guidance": -2.0}, r"guidance must be a finite number >= 0, got -2\.0"),
     ],
 )

@@ -146,6 +146,7 @@ class FlowGenerator(_LatentGenerator):
     # ImageToMusic trains it in its warm-start stage and never adversarially.
     adversarial = False
     _what = "flow generator"
+    _fitted_settable = ("guidance", "n_steps", "batch_size", "verbose")
 
     def __init__(
         self,

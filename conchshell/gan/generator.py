@@ -583,6 +583,9 @@ class _LatentGenerator(TransformerMixin, StateDictPickleMixin):
     """
 
     _what = "generator"  # its name in error messages
+    # What ImageToMusic.set_fitted_params may change on a fitted generator (the rest is
+    # structure or training).
+    _fitted_settable: tuple[str, ...] = ("guidance", "batch_size", "verbose")
 
     def initialize(
         self,
