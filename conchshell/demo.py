@@ -152,9 +152,11 @@ def run_demo(
         The gallery's ``index.html``.
     """
     from conchshell import presets
+    from conchshell.data.audio import read_audio
     from conchshell.data.build import build_standin
     from conchshell.datasets import load_bop
     from conchshell.estimator import check_fitted_settable
+    from conchshell.evaluation import band_flatness
     from conchshell.evaluation.report import music_report
     from conchshell.evaluation.transcription import transcribe
     from conchshell.gallery import write_gallery
@@ -223,11 +225,15 @@ def run_demo(
     keep = _originals(val.image_paths)
     names = [f"{val.categories[truth[i]]}-{val.image_paths[i].stem}" for i in keep]
     gallery = out / "gallery"
-    fitted.generate_files([paths[i] for i in keep], gallery, names=names, overwrite=True)
+    wavs = fitted.generate_files([paths[i] for i in keep], gallery, names=names, overwrite=True)
     predicted = np.asarray(fitted.predict_categories(paths))
+    # The band flatness of the clip on the page (its mono WAV) and of its real one: a hiss
+    # floor shows there before anyone listens.
     captions = [
-        f"{val.categories[truth[i]]} (generated as {fitted.categories_[predicted[i]]})"
-        for i in keep
+        f"{val.categories[truth[i]]} (generated as {fitted.categories_[predicted[i]]}); "
+        f"band flatness {band_flatness(read_audio(wav)[0][0]):.3f}, "
+        f"real {band_flatness(reference[i]):.3f}"
+        for i, wav in zip(keep, wavs, strict=True)
     ]
     index = write_gallery(
         gallery,

@@ -25,6 +25,7 @@ def test_demo_writes_a_gallery(tmp_path, capsys):
     # Each of the 21 distinct val photos once, beside the real clip paired with it.
     assert len(wavs) == 21
     assert page.count("<figure>") == 21
+    assert page.count("band flatness 0.") == 21 and page.count(", real 0.") == 21
     for wav in wavs:
         assert wav.with_suffix(".png").is_file()
         assert (gallery / f"{wav.stem}.spec.png").is_file()
