@@ -85,31 +85,53 @@ def _is_fitted(est: BaseEstimator) -> bool:
     return True
 
 
-def check_fitted_settable(name: str, comp: Any, params: Any) -> None:
-    """Refuse settings that cannot change on a fitted component (see ``set_fitted_params``).
+def check_fitted_params(components: dict[str, Any], params: dict[str, Any]) -> dict[str, dict]:
+    """Check ``set_fitted_params`` keys and values against components, changing nothing.
 
     Parameters
     ----------
-    name : str
-        The component's slot, for the message (``"generator"``).
-    comp : object
-        The component (fitted or its template: the same class answers).
-    params : iterable of str
-        Parameter names of the component.
+    components : dict of str to component
+        The components by slot: a fitted model's, or an unfitted preset's
+        (the same classes answer, so a setting can be checked before training).
+    params : dict
+        ``component__parameter`` keys and their values.
+
+    Returns
+    -------
+    dict of str to dict
+        The settings by slot: ``{"generator": {"guidance": 2.0}}``.
 
     Raises
     ------
     ValueError
-        Naming the first refused setting and what the component allows.
+        For a key that names none of ``components``, a setting that cannot
+        change after fitting (naming the ones that can), or a value the
+        component rejects.
     """
-    allowed = getattr(comp, "_fitted_settable", ())
-    fixed = sorted(set(params) - set(allowed))
-    if fixed:
-        # Structure and training settings would disagree with the fitted weights.
-        raise ValueError(
-            f"{name}__{fixed[0]} cannot change on a fitted {type(comp).__name__}; "
-            f"what can: {list(allowed) or 'nothing'} (set_params and fit for the rest)"
-        )
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        name, sep, param = key.partition("__")
+        if not sep or name not in components:
+            raise ValueError(
+                f"{key!r} names no fitted component: use component__parameter with one of "
+                f"{list(components)}"
+            )
+        changes.setdefault(name, {})[param] = value
+    for name, values in changes.items():
+        comp = components[name]
+        allowed = getattr(comp, "_fitted_settable", ())
+        fixed = sorted(set(values) - set(allowed))
+        if fixed:
+            # Structure and training settings would disagree with the fitted weights.
+            raise ValueError(
+                f"{name}__{fixed[0]} cannot change on a fitted {type(comp).__name__}; "
+                f"what can: {list(allowed) or 'nothing'} (set_params and fit for the rest)"
+            )
+        # On a copy: a bad value leaves the component untouched.
+        check = getattr(clone(comp).set_params(**values), "_check_settings", None)
+        if check is not None:
+            check()
+    return changes
 
 
 class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
@@ -511,24 +533,8 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
             cannot change after fitting, or a value the component rejects.
         """
         self._check_fitted()
-        changes: dict[str, dict[str, Any]] = {}
-        for key, value in params.items():
-            name, sep, param = key.partition("__")
-            comp = getattr(self, f"{name}_", None) if name in COMPONENTS else None
-            if not sep or comp is None:
-                raise ValueError(
-                    f"{key!r} names no fitted component: use component__parameter with one of "
-                    f"{[c for c in COMPONENTS if getattr(self, f'{c}_', None) is not None]}"
-                )
-            changes.setdefault(name, {})[param] = value
-        for name, values in changes.items():
-            comp = getattr(self, f"{name}_")
-            check_fitted_settable(name, comp, values)
-            # On a copy first: a bad value leaves the model untouched.
-            trial = clone(comp).set_params(**values)
-            check = getattr(trial, "_check_settings", None)
-            if check is not None:
-                check()
+        fitted = {c: getattr(self, f"{c}_", None) for c in COMPONENTS}
+        changes = check_fitted_params({k: v for k, v in fitted.items() if v is not None}, params)
         for name, values in changes.items():
             getattr(self, f"{name}_").set_params(**values)
             template = getattr(self, name)

@@ -337,12 +337,25 @@ def _note_coverage(notes: np.ndarray, seconds: float) -> float:
     return float(np.mean(inside.any(axis=1)))
 
 
-def _spectral_flatness(clip: np.ndarray) -> float:
-    """Mean spectral flatness over librosa's default frames (power spectrum)."""
-    flatness = librosa.feature.spectral_flatness(
-        y=clip, n_fft=FLATNESS_N_FFT, hop_length=FLATNESS_HOP_LENGTH
-    )
-    return float(np.mean(flatness))
+def _magnitude(clip: np.ndarray) -> np.ndarray:
+    """The flatness frames' magnitude spectrogram (librosa's defaults: centred, Hann)."""
+    return np.abs(librosa.stft(clip, n_fft=FLATNESS_N_FFT, hop_length=FLATNESS_HOP_LENGTH))
+
+
+def _spectral_flatness(magnitude: np.ndarray) -> float:
+    """Mean spectral flatness over the frames of ``magnitude`` (power spectrum)."""
+    return float(np.mean(librosa.feature.spectral_flatness(S=magnitude)))
+
+
+def _band_flatness(magnitude: np.ndarray, sample_rate: int) -> float:
+    """Median over frames of the power spectrum's flatness within :data:`TONAL_BAND`."""
+    low, high = TONAL_BAND
+    if high > sample_rate / 2:
+        raise ValueError(f"band flatness needs a rate above {2 * high:g} Hz, got {sample_rate}")
+    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=FLATNESS_N_FFT)
+    power = (magnitude[(freqs >= low) & (freqs < high)] ** 2).astype(np.float64)
+    band = np.maximum(power, 1e-10)
+    return float(np.median(np.exp(np.log(band).mean(axis=0)) / band.mean(axis=0)))
 
 
 def band_flatness(clip: object, sample_rate: int = SAMPLE_RATE) -> float:
@@ -376,14 +389,7 @@ def band_flatness(clip: object, sample_rate: int = SAMPLE_RATE) -> float:
     wave = np.asarray(clip, dtype=np.float32)
     if wave.ndim != 1:
         raise ValueError(f"clip must be one mono clip (samples,), got shape {wave.shape}")
-    low, high = TONAL_BAND
-    if high > sample_rate / 2:
-        raise ValueError(f"band flatness needs a rate above {2 * high:g} Hz, got {sample_rate}")
-    power = np.abs(librosa.stft(wave, n_fft=FLATNESS_N_FFT, hop_length=FLATNESS_HOP_LENGTH)) ** 2
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=FLATNESS_N_FFT)
-    band = np.maximum(power[(freqs >= low) & (freqs < high)].astype(np.float64), 1e-10)
-    flatness = np.exp(np.log(band).mean(axis=0)) / band.mean(axis=0)
-    return float(np.median(flatness))
+    return _band_flatness(_magnitude(wave), sample_rate)
 
 
 def music_measure(
@@ -443,8 +449,10 @@ def music_measure(
         found = np.asarray(found)
         coverage = _note_coverage(found, seconds)
         rate = found.shape[0] / seconds
-        flatness = _spectral_flatness(clip)
-        band = band_flatness(clip, sample_rate)
+        # One spectrogram for both flatness figures.
+        magnitude = _magnitude(clip)
+        flatness = _spectral_flatness(magnitude)
+        band = _band_flatness(magnitude, sample_rate)
         is_music = bool(
             coverage >= MIN_NOTE_COVERAGE
             and low <= rate <= high
