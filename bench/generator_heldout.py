@@ -23,7 +23,10 @@ then, for the held-out photos with their true categories, prints:
 ``--save FILE.npz`` writes the generated clips, their categories and the
 paired real clips. ``--generator flow`` fits the ``flow`` preset's
 :class:`~conchshell.gan.flow.FlowGenerator` instead of a clone of the
-shipped generator (``--set`` then sets its parameters).
+shipped generator (``--set`` then sets its parameters); ``--generator mosaic``
+fits the ``mosaic`` preset's :class:`~conchshell.gan.mosaic.MosaicGenerator`
+(on the latents snapped to the codebook, as the estimator fits it; it trains
+no steps, so ``--minutes`` does not apply).
 
 Usage::
 
@@ -32,6 +35,7 @@ Usage::
     python bench/generator_heldout.py --minutes 20 --set lr=0.001 --threads 1
     python bench/generator_heldout.py --minutes 40 --generator flow
     python bench/generator_heldout.py --minutes 20 --threads 1 --guidance 1 2 2.5 3
+    python bench/generator_heldout.py --generator mosaic --set photo_temperature=0.3
 
 ``--guidance`` judges the one fit at each value (the generator's own by
 default; the flow generator's guidance is its classifier-free weight).
@@ -67,7 +71,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--generator", choices=("model", "flow"), default="model", help="what to fit"
+        "--generator", choices=("model", "flow", "mosaic"), default="model", help="what to fit"
     )
     parser.add_argument(
         "--save", default=None, metavar="FILE.npz", help="write the generated clips there"
@@ -107,19 +111,28 @@ def main() -> None:
         features = model._features(split.train.stack_images())
     out = np.isin(clip_of, held)
 
-    base = model.generator_ if args.generator == "model" else presets.flow("small").generator
-    gen = clone(base).set_params(
-        level=model.level_,
-        warm_start=False,
-        max_time=60.0 * args.minutes,
-        max_steps=None,
-        max_epochs=10**6,
-        verbose=0,
-        random_state=0,
-        **overrides,
-    )
+    base = {
+        "model": lambda: model.generator_,
+        "flow": lambda: presets.flow("small").generator,
+        "mosaic": lambda: presets.mosaic("small").generator,
+    }[args.generator]()
+    gen = clone(base)
+    budget = {
+        "warm_start": False,
+        "max_time": 60.0 * args.minutes,
+        "max_steps": None,
+        "max_epochs": 10**6,
+    }
+    settings = {k: v for k, v in budget.items() if k in gen.get_params()}
+    gen.set_params(level=model.level_, verbose=0, random_state=0, **settings, **overrides)
+    targets = latents[clip_of[~out]]
+    if getattr(gen, "snapped_targets", False):
+        # As ImageToMusic fits it: on the latents snapped to the codebook.
+        with torch.no_grad():
+            codes = model.codec_.quantize(targets, level=model.level_)[1]
+            targets = model.codec_.lookup(codes, level=model.level_).cpu()
     start = time.perf_counter()
-    gen.fit(features[~out], latents[clip_of[~out]], cats[~out])
+    gen.fit(features[~out], targets, cats[~out])
     fit_s = time.perf_counter() - start
 
     waves = audio.numpy()
@@ -128,9 +141,10 @@ def main() -> None:
     judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
     profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
     ceiling = judge.score(decode(model, latents[held], n), clip_cat[held])
-    values = [gen.guidance] if args.guidance is None else args.guidance
+    values = [getattr(gen, "guidance", None)] if args.guidance is None else args.guidance
     for guidance in values:
-        gen.set_params(guidance=guidance)
+        if guidance is not None:
+            gen.set_params(guidance=guidance)
         with torch.no_grad():
             generated = decode(model, gen.transform(features[out], cats[out]), n)
         heard = music_measure(generated)
@@ -139,8 +153,8 @@ def main() -> None:
             "set": overrides,
             "guidance": guidance,
             "minutes": args.minutes,
-            "steps": gen.history_[-1]["step"],
-            "loss": round(gen.history_[-1]["loss"], 3),
+            "steps": gen.history_[-1].get("step", 0),
+            "loss": round(gen.history_[-1].get("loss", float("nan")), 3),
             "fit_s": round(fit_s, 1),
             "n_heldout_photos": int(out.sum()),
             "relevance": round(float(judge.score(generated, truth)), 3),

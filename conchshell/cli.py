@@ -15,6 +15,18 @@ from pathlib import Path
 
 from conchshell._version import __version__
 
+# conchshell.presets.PRESETS's keys, here so that --help needs no torch import (a test
+# keeps the two the same).
+PRESET_NAMES = (
+    "conchshell",
+    "baseline_1",
+    "baseline_2",
+    "baseline_3",
+    "vgg_baseline",
+    "flow",
+    "mosaic",
+)
+
 __all__ = ["build_parser", "main"]
 
 # conchshell.base.SIZES, spelled out so that --help imports nothing heavy.
@@ -156,6 +168,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             train=True if args.train else None,
             model=args.model,
             settings=settings,
+            preset=args.preset,
+            reuse=args.reuse,
         )
     except ValueError as exc:
         if not settings:
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--preset",
         default="conchshell",
-        help="conchshell, baseline_1, baseline_2, baseline_3, vgg_baseline or flow",
+        help=", ".join(PRESET_NAMES[:-1]) + " or " + PRESET_NAMES[-1],
     )
     fit.add_argument(
         "--size",
@@ -371,6 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--minutes", type=float, default=12.0, help="training time budget (with --train)"
+    )
+    demo.add_argument(
+        "--preset",
+        default="mosaic",
+        choices=PRESET_NAMES,
+        help="the preset to train (with --train; the shipped model is mosaic's)",
+    )
+    demo.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="with --train: use MODEL's encoder, extractor and codec as they are and fit "
+        "only the generator",
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(

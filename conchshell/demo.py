@@ -62,26 +62,49 @@ def pretrained_model(path: str | Path = PRETRAINED) -> Any:
     return ImageToMusic.load(path, device="cpu")
 
 
-def _train(data: Path, out: Path, size: str, seed: int, minutes: float) -> Any:
+def _train(
+    data: Path,
+    out: Path,
+    size: str,
+    seed: int,
+    minutes: float,
+    preset: str = "mosaic",
+    reuse: Path | None = None,
+) -> Any:
+    from sklearn.frozen import FrozenEstimator
+
     from conchshell import presets
     from conchshell.datasets import load_bop
 
     budget = 60.0 * minutes
     # Each demo is a fresh run: the last demo's checkpoints in OUT are its own to replace.
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    model = presets.conchshell(
+    model = presets.get(
+        preset,
         size,
         random_state=seed,
         verbose=1,
         checkpoint_dir=str(out / "checkpoints"),
         max_time=0.05 * budget,
-        codec__max_time=0.3 * budget,
-        generator__max_time=0.6 * budget,
     )
-    _log(f"training the {size} ConchShell preset for about {minutes:g} minutes")
+    generator = model.get_params()["generator"]
+    if getattr(generator, "needs_steps", True):
+        model.set_params(codec__max_time=0.3 * budget, generator__max_time=0.6 * budget)
+    else:  # a generator fitted in one pass (the mosaic): the codec gets its share too
+        model.set_params(codec__max_time=0.9 * budget)
+    if reuse is not None:
+        source = pretrained_model(reuse)
+        # Frozen: fit uses them as they are (no image-classifier or codec stage).
+        model.set_params(**{name: FrozenEstimator(getattr(source, f"{name}_")) for name in _REUSED})
+        _log(f"reusing the {', '.join(_REUSED)} of {reuse}")
+    _log(f"training the {size} {preset} preset for about {minutes:g} minutes")
     model.fit(load_bop(data, "train", random_state=seed))
     model.save(out / "model")
     return model
+
+
+# What --reuse takes from another model: everything the generator is fitted on.
+_REUSED = ("encoder", "forger", "extractor", "codec")
 
 
 def _notes_by_category(
@@ -114,6 +137,8 @@ def run_demo(
     model: str | Path | None = None,
     scale: str | None = None,
     settings: dict[str, Any] | None = None,
+    preset: str = "mosaic",
+    reuse: str | Path | None = None,
 ) -> Path:
     """Write a listening gallery and ``summary.json`` for the stand-in val split.
 
@@ -125,9 +150,11 @@ def run_demo(
         Output folder: ``gallery/index.html``, ``summary.json`` and, when
         training, ``model/`` and ``checkpoints/``.
     minutes : float, default=12.0
-        Training budget when training: 30 % goes to the codec, 60 % to the
-        generator's regression and 5 % to adversarial steps (none at the small
-        size); the image classifier is bounded by its epochs.
+        Training budget when training. With a generator that trains in steps,
+        30 % goes to the codec, 60 % to the generator's regression and 5 % to
+        adversarial steps (none at the small size); with the mosaic
+        generator, which is fitted in one pass, 90 % goes to the codec. The
+        image classifier is bounded by its epochs.
     seed : int, default=0
         Seeds the dataset build and the training.
     size : {"small", "tiny"}, default="small"
@@ -145,6 +172,14 @@ def run_demo(
         applied to the model before generating (for example
         ``{"generator__guidance": 2.5}``); checked before any training,
         recorded in ``summary.json``, not saved with a trained model.
+    preset : str, default="mosaic"
+        The preset to train (:data:`conchshell.presets.PRESETS`); the shipped
+        model is the ``mosaic`` preset's.
+    reuse : path-like, optional
+        When training: a model folder whose fitted encoder, forger, extractor
+        and codec are used as they are (frozen), so only the generator is
+        fitted (how the shipped mosaic model was made from the earlier
+        shipped model's codec).
 
     Returns
     -------
@@ -173,13 +208,22 @@ def run_demo(
         raise ValueError(f"minutes must be positive, got {minutes!r}")
     if train and model is not None:
         raise ValueError("give train=True or a model folder, not both")
+    if preset not in presets.PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets.PRESETS)}")
+    if train is None:
+        train = model is None and size != "small"
+    if reuse is not None:
+        if not train:
+            raise ValueError("reuse= takes components for training: pass train=True too")
+        if not (Path(reuse) / "params.json").is_file():
+            raise FileNotFoundError(f"reuse={str(reuse)!r} holds no model (no params.json)")
     settings = dict(settings or {})
-    if settings:
+    if settings and train:
         # A typo should fail now, not after an hour of training: the preset's components
-        # are of the classes the fitted model will have.
-        preset = presets.get("conchshell", size).get_params(deep=False)
+        # are of the classes the fitted model will have. A loaded model checks them itself.
+        chosen = presets.get(preset, size).get_params(deep=False)
         check_fitted_params(
-            {c: preset[c] for c in COMPONENTS if preset.get(c) is not None}, settings
+            {c: chosen[c] for c in COMPONENTS if chosen.get(c) is not None}, settings
         )
     started = time.perf_counter()
     data, out = Path(data), Path(out)
@@ -191,10 +235,10 @@ def run_demo(
     _log(f"train: {train_set.describe()}")
     _log(f"val: {val.describe()}")
 
-    if train is None:
-        train = model is None and size != "small"
     if train:
-        fitted = _train(data, out, size, seed, minutes)
+        fitted = _train(
+            data, out, size, seed, minutes, preset, None if reuse is None else Path(reuse)
+        )
         _log(f"trained in {(time.perf_counter() - started) / 60:.1f} min; saved to {out / 'model'}")
     else:
         source = Path(model) if model is not None else PRETRAINED
@@ -242,6 +286,8 @@ def run_demo(
         train_minutes=round(trained / 60, 2),
         total_minutes=round((time.perf_counter() - started) / 60, 2),
         trained_here=bool(train),
+        preset=preset if train else None,
+        reused=str(reuse) if reuse is not None else None,
         settings=settings,
         gan_steps=len(fitted.history_),
         val_images=len(paths),

@@ -460,7 +460,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         self.category_model_ = self._fit_category_model(features, cats)
         build_gan(self, features.shape[1])
         # Deterministic, so a resumed fit redoes it and then loads the checkpoint.
-        if self.warm_start_steps:
+        if self.warm_start_steps or not getattr(self.generator_, "needs_steps", True):
             warm_start(self, dataset, features, cats)
         if stages is not None and dist.is_main and not restored:
             save_stages(self, stages, ckpts.run)
@@ -483,7 +483,7 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
                     f"{name} trains without a discriminator: set max_steps=0 "
                     f"(got {self.max_steps}) and give its steps to warm_start_steps"
                 )
-            if not self.warm_start_steps:
+            if not self.warm_start_steps and getattr(self.generator_, "needs_steps", True):
                 raise ValueError(
                     f"{name} learns only in the warm start: set warm_start_steps > 0 (got 0)"
                 )

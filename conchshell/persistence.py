@@ -80,6 +80,7 @@ def component_classes() -> dict[str, type[BaseEstimator]]:
     from conchshell.gan.flow import FlowGenerator
     from conchshell.gan.generator import Generator
     from conchshell.gan.losses import ConchShellLoss
+    from conchshell.gan.mosaic import MosaicGenerator
     from conchshell.image.forging import TemporalForger
     from conchshell.image.tcnn import TCNNEncoder
     from conchshell.image.vgg import VGGEncoder
@@ -95,6 +96,7 @@ def component_classes() -> dict[str, type[BaseEstimator]]:
         JukeboxCodec,
         Generator,
         FlowGenerator,
+        MosaicGenerator,
         MultiScaleDiscriminator,
         ConchShellLoss,
         SpectralGate,

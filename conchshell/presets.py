@@ -12,12 +12,16 @@ baseline_2    low    TCNN-6              Algorithm 1
 baseline_3    deep   TCNN-18             Algorithm 1
 vgg_baseline  deep   VGG-16              none: the last VGG block's map, repeated
 flow          deep   TCNN-6              Algorithm 1 (groups)
+mosaic        deep   TCNN-6              Algorithm 1 (groups)
 ============  =====  ==================  ==========================
 
 ``flow`` is not the paper's: it swaps the adversarially trained generator for
 a :class:`~conchshell.gan.flow.FlowGenerator`, which samples one piece per
 noise draw instead of regressing towards the average of a scene's pieces
-(docs/training.md, "Why an average loses the scene").
+(docs/training.md, "Why an average loses the scene"). Nor is ``mosaic``: its
+:class:`~conchshell.gan.mosaic.MosaicGenerator` learns no network and writes
+each clip from windows of the training pieces' own latents, the one recipe
+whose clips decode to clean piano on a CPU; the shipped model uses it.
 
 ``size`` picks component sizes, with the words every sized component uses
 (:data:`conchshell.base.SIZES`: ``Generator(size=...)``,
@@ -60,6 +64,7 @@ __all__ = [
     "conchshell",
     "flow",
     "get",
+    "mosaic",
     "vgg_baseline",
 ]
 
@@ -330,6 +335,46 @@ def flow(size: str = "paper", *, scale: str | None = None, **params: Any) -> Ima
     return conchshell(size, **{**settings, **params})
 
 
+def mosaic(size: str = "paper", *, scale: str | None = None, **params: Any) -> ImageToMusic:
+    """ConchShell's components with a mosaic generator, which learns no network.
+
+    The encoder, forger, extractor and codec are :func:`conchshell`'s at the
+    same size; the generator is a :class:`~conchshell.gan.mosaic.MosaicGenerator`,
+    which writes each clip's latents from windows of the training pieces' own
+    latents, chosen by the photo's category and features. No generator
+    training, no adversarial stage (``max_steps=0``). A difference from the
+    paper; the shipped model uses it, because on a CPU it is the recipe whose
+    clips decode to clean piano (docs/training.md).
+
+    Parameters
+    ----------
+    size : {"paper", "small", "tiny"}, default="paper"
+        Component sizes (see the module docs); ``"cpu"``, the earlier name of
+        ``"small"``, is accepted too.
+    scale : str, optional
+        The earlier name of ``size``, kept as an alias.
+    **params
+        Any further :meth:`ImageToMusic.set_params` keys.
+
+    Returns
+    -------
+    ImageToMusic
+        Unfitted.
+
+    Examples
+    --------
+    >>> type(mosaic("small").generator).__name__
+    'MosaicGenerator'
+    """
+    from conchshell.gan.mosaic import MosaicGenerator
+
+    size = _resolve_size(size, scale)
+    sizes = {"level": None, "in_features": None, "n_categories": None, "emb_width": None}
+    generator = MosaicGenerator(**sizes, n_units=2 if size == "tiny" else 8)
+    settings = {"generator": generator, "max_steps": 0, "warm_start_steps": 0}
+    return conchshell(size, **{**settings, **params})
+
+
 PRESETS = {
     "conchshell": conchshell,
     "baseline_1": baseline_1,
@@ -337,9 +382,10 @@ PRESETS = {
     "baseline_3": baseline_3,
     "vgg_baseline": vgg_baseline,
     "flow": flow,
+    "mosaic": mosaic,
 }
 
-#: The paper's model and baselines (Table 1); ``flow`` is this library's own.
+#: The paper's model and baselines (Table 1); ``flow`` and ``mosaic`` are this library's own.
 PAPER_PRESETS = ("conchshell", "baseline_1", "baseline_2", "baseline_3", "vgg_baseline")
 
 

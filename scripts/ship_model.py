@@ -3,7 +3,7 @@
 The shipped model (``conchshell/pretrained/small-deep``) is made by the
 project's own command, and this script records how beside it::
 
-    conchshell demo --train --minutes 80 --out out/shipped --seed 0
+    conchshell demo --train --reuse conchshell/pretrained/small-deep --out out/shipped --seed 0
     python scripts/ship_model.py out/shipped --command "conchshell demo --train ..."
 
 It copies ``out/shipped/model`` (``params.json``, ``model.safetensors``,
@@ -11,7 +11,9 @@ It copies ``out/shipped/model`` (``params.json``, ``model.safetensors``,
 commit the training ran at, the stand-in data's content hash, the
 generator's and the codec's training histories (the codec's thinned to about 200
 records), the demo's ``summary.json``
-figures and the SHA-256 of every file. It refuses a model bigger than
+figures and the SHA-256 of every file. A model trained with ``demo --reuse MODEL``
+also carries MODEL's own ``PROVENANCE.json`` under ``reused``, since its encoder
+and codec were trained there. It refuses a model bigger than
 ``--max-mb`` (40 MB: git keeps every version of a committed weights file).
 """
 
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         ).stdout.strip()
     )
     summary_path = args.run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    # A generator fitted on another model's components (demo --reuse) carries that model's
+    # provenance: its encoder and codec were trained there.
+    reused = (summary or {}).get("reused")
+    earlier = Path(reused) / "PROVENANCE.json" if reused else None
     provenance = {
         "command": args.command,
         "seed": model.random_state,
@@ -87,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         "generator_history": model.generator_.history_,
         # Thinned: the codec's per-step log made the first PROVENANCE.json 1.5 MB.
         "codec_history": thin(getattr(model.codec_, "history_", [])),
-        "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        "summary": summary,
+        "reused": (
+            {"model": reused, "provenance": json.loads(earlier.read_text())}
+            if earlier is not None and earlier.is_file()
+            else reused
+        ),
         "files": {name: sha256(model_dir / name) for name in MODEL_FILES},
         "size_mb": round(size_mb, 2),
     }

@@ -44,8 +44,17 @@ def test_missing_subcommand_is_a_usage_error(capsys):
 def test_demo_rejects_a_bad_setting_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["demo", "--data", str(tmp_path / "data"), "--out", str(out), "--size", "tiny"]
-    assert main([*args, "--set", "generator__guidance=-1"]) == 2
+    assert main([*args, "--preset", "conchshell", "--set", "generator__guidance=-1"]) == 2
     assert "--set: guidance must be a finite number >= 0, got -1" in capsys.readouterr().err
     assert main([*args, "--set", "nonsense"]) == 2
     assert "--set takes key=value, got 'nonsense'" in capsys.readouterr().err
+    assert main([*args, "--set", "generator__continue_prob=2"]) == 2
+    assert "--set: continue_prob must be in [0, 1], got 2" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_preset_names_are_the_presets():
+    from conchshell import presets
+    from conchshell.cli import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(presets.PRESETS)

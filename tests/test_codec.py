@@ -202,6 +202,12 @@ def test_decode_codes_equals_decode_of_quantized_latents(tiny: JukeboxCodec) -> 
     book = tiny.module_.bottleneck.level_blocks[1].k
     torch.testing.assert_close(quantized, book[codes].permute(0, 2, 1))
     torch.testing.assert_close(tiny.decode(codes, "low"), tiny.decode(quantized, "low"))
+    # lookup gives the codebook's rows exactly (the straight-through output need not be).
+    assert torch.equal(tiny.lookup(codes, "low"), book[codes].permute(0, 2, 1))
+    with pytest.raises(TypeError, match="codes must be integers"):
+        tiny.lookup(codes.float(), "low")
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, "):
+        tiny.lookup(codes + tiny.l_bins, "low")
     torch.testing.assert_close(
         tiny.decode(latents, "low", quantize=True), tiny.decode(codes, "low")
     )

@@ -975,6 +975,26 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
 
     inverse_transform = decode
 
+    def lookup(self, codes: Any, level: str | int = "deep") -> torch.Tensor:
+        """The codebook vectors of integer codes (what :meth:`decode` decodes).
+
+        Parameters
+        ----------
+        codes : torch.Tensor of int, shape (batch, time)
+            Codes in ``[0, l_bins)``, as :meth:`encode` gives them.
+        level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, emb_width, time)
+            On ``device_``; exactly the codebook's rows.
+        """
+        self._check_initialized()
+        codes = torch.as_tensor(codes)
+        if codes.is_floating_point():
+            raise TypeError(f"codes must be integers, got {codes.dtype}")
+        return self._lookup(codes, self._level(level))
+
     def _lookup(self, codes: torch.Tensor, level: int) -> torch.Tensor:
         if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
             raise ValueError(f"codes must have shape (batch, time), got {tuple(codes.shape)}")

@@ -578,9 +578,21 @@ class _LatentGenerator(TransformerMixin, StateDictPickleMixin):
     """What the latent generators share: their sizes, input checks and ``fit_transform``.
 
     Subclasses have the parameters ``level``, ``in_features``,
-    ``n_categories``, ``emb_width``, ``n_frames`` and ``warm_start``, and
-    define ``fit``, ``transform`` and ``_build_module``.
+    ``n_categories``, ``emb_width``, ``n_frames`` (and, when they train
+    step by step, ``warm_start``), and define ``fit``, ``transform`` and
+    ``_build_module``.
+
+    Class attributes tell :class:`~conchshell.ImageToMusic` how to train one:
+    ``adversarial`` (it has an adversarial stage), ``needs_steps`` (its fit
+    is bounded by ``warm_start_steps``), ``snapped_targets`` (it is fitted on
+    latents snapped to the codebook rather than on the encoder's output) and
+    ``is_network`` (:func:`~conchshell.inference.optimize` may cast it).
     """
+
+    adversarial = True
+    needs_steps = True
+    snapped_targets = False
+    is_network = True
 
     _what = "generator"  # its name in error messages
     # What ImageToMusic.set_fitted_params may change on a fitted generator (the rest is
@@ -637,7 +649,7 @@ class _LatentGenerator(TransformerMixin, StateDictPickleMixin):
         self, features: object, latents: object, categories: object
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Build the module at the data's sizes (unless continuing), then check the inputs."""
-        if not (self.warm_start and hasattr(self, "module_")):
+        if not (getattr(self, "warm_start", False) and hasattr(self, "module_")):
             # Sizes left unset are learned from the data; set ones are checked against it below.
             shape = np.shape(latents)
             learned = {"in_features": np.shape(features)[-1]}

@@ -887,7 +887,10 @@ def _check_crop(model: Any) -> None:
 
 
 def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Tensor) -> None:
-    """Regress ``model``'s generator on the codec's latents before adversarial training.
+    """Fit ``model``'s generator on the codec's latents (before any adversarial training).
+
+    A generator with ``snapped_targets`` gets the latents snapped to the
+    codebook; one with ``needs_steps`` is given ``warm_start_steps`` steps.
 
     Parameters
     ----------
@@ -898,23 +901,28 @@ def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Ten
     features : torch.Tensor of shape (n, in_features)
     cats : torch.Tensor of shape (n,)
     """
+    generator = model.generator_
+    snap = getattr(generator, "snapped_targets", False)
     with torch.no_grad():
         audio = fit_length(dataset.stack_audio(), model._n_samples)
-        targets = torch.cat(
-            [
-                model.codec_.transform(chunk.to(model.codec_.device_), level=model.level_).cpu()
-                for chunk in audio.split(8)
-            ]
+        parts = []
+        for chunk in audio.split(8):
+            z = model.codec_.transform(chunk.to(model.codec_.device_), level=model.level_)
+            if snap:
+                codes = model.codec_.quantize(z, level=model.level_)[1]
+                z = model.codec_.lookup(codes, level=model.level_)
+            parts.append(z.cpu())
+        targets = torch.cat(parts)
+    if getattr(generator, "needs_steps", True):
+        # Enough epochs for the steps asked: the generator's own max_epochs (10) would stop
+        # sooner (the first shipped model took 470 of its 3000 steps so).
+        per_epoch = math.ceil(len(features) / generator.batch_size)
+        generator.set_params(
+            max_steps=model.warm_start_steps,
+            max_epochs=math.ceil(model.warm_start_steps / per_epoch),
+            warm_start=True,
         )
-    # Enough epochs for the steps asked: the generator's own max_epochs (10) would stop
-    # sooner (the first shipped model took 470 of its 3000 steps so).
-    per_epoch = math.ceil(len(features) / model.generator_.batch_size)
-    model.generator_.set_params(
-        max_steps=model.warm_start_steps,
-        max_epochs=math.ceil(model.warm_start_steps / per_epoch),
-        warm_start=True,
-    )
-    model.generator_.fit(features, targets, cats)
+    generator.fit(features, targets, cats)
 
 
 def train_gan(
