@@ -11,6 +11,8 @@ then, for the held-out photos with their true categories, prints:
 - ``relevance``: a codec-matched :class:`~conchshell.evaluation.RelevanceClassifier`
   (fitted on the codec's reconstructions of the kept clips) on the generated
   clips, and ``ceiling``, the same judge on the held-out clips' reconstructions;
+  ``relevance_real_judge``, a judge fitted on the kept real clips themselves (stricter
+  for clips that carry the codec's sound);
 - ``descriptor``: :class:`~conchshell.evaluation.DescriptorProfile` agreement;
 - ``variety``: within-category log-mel distance of the generated clips over
   that of the real clips they are paired with;
@@ -125,12 +127,20 @@ def main() -> None:
     }
     settings = {k: v for k, v in budget.items() if k in gen.get_params()}
     gen.set_params(level=model.level_, verbose=0, random_state=0, **settings, **overrides)
-    targets = latents[clip_of[~out]]
+    pieces = latents
     if getattr(gen, "snapped_targets", False):
-        # As ImageToMusic fits it: on the latents snapped to the codebook.
+        # As ImageToMusic fits it: on the latents snapped to the codebook (each distinct
+        # piece once, a few at a time: the search over all at once takes tens of GB).
         with torch.no_grad():
-            codes = model.codec_.quantize(targets, level=model.level_)[1]
-            targets = model.codec_.lookup(codes, level=model.level_).cpu()
+            pieces = torch.cat(
+                [
+                    model.codec_.lookup(
+                        model.codec_.quantize(chunk, level=model.level_)[1], level=model.level_
+                    ).cpu()
+                    for chunk in latents.split(8)
+                ]
+            )
+    targets = pieces[clip_of[~out]]
     start = time.perf_counter()
     gen.fit(features[~out], targets, cats[~out])
     fit_s = time.perf_counter() - start
@@ -139,6 +149,7 @@ def main() -> None:
     truth = np.asarray(cats[out])
     real = waves[clip_of[out]]
     judge = RelevanceClassifier().fit(decode(model, latents[kept], n), clip_cat[kept])
+    real_judge = RelevanceClassifier().fit(audio.numpy()[kept], clip_cat[kept])
     profile = DescriptorProfile().fit(waves[kept], clip_cat[kept])
     ceiling = judge.score(decode(model, latents[held], n), clip_cat[held])
     values = [getattr(gen, "guidance", None)] if args.guidance is None else args.guidance
@@ -159,6 +170,7 @@ def main() -> None:
             "n_heldout_photos": int(out.sum()),
             "relevance": round(float(judge.score(generated, truth)), 3),
             "ceiling": round(float(ceiling), 3),
+            "relevance_real_judge": round(float(real_judge.score(generated, truth)), 3),
             "descriptor": round(float(profile.score(generated, truth)), 3),
             "variety": round(
                 within_category_distance(generated, truth) / within_category_distance(real, truth),

@@ -103,6 +103,25 @@ def test_photo_weights_follow_the_nearest_photo():
     assert set(out[:, 0].numpy().ravel()) == {0, 1, 2}  # flat weights: every piece of it
 
 
+def test_guidance_prefers_the_windows_typical_of_the_category():
+    features, latents, categories = pieces()
+    # Piece 2 is filed under category 0 but sounds like category 1's pieces (channel 1).
+    latents[2, 1] = 1.0
+    flat = {"photo_temperature": 100.0, "join_temperature": 100.0}  # only guidance decides
+    g = tiny(n_categories=2, guidance=0.0, continue_prob=0.0, **flat)
+    g.fit(features, latents, categories)
+    assert 0.5 < g.history_[0]["window_accuracy"] <= 1.0
+    log_p = g.module_.window_log_proba(4).reshape(6, 4, 2).numpy()
+    np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0)
+    # Piece 2's windows are the least typical of category 0.
+    assert log_p[2, :, 0].max() < log_p[[0, 1], :, 0].min()
+    x, noise = np.zeros((40, N_FEATURES), np.float32), g.sample_noise(40, 1)
+    plain = (g.transform(x, [0] * 40, noise)[:, 0].numpy() == 2).mean()
+    g.set_params(guidance=3.0)
+    guided = (g.transform(x, [0] * 40, noise)[:, 0].numpy() == 2).mean()
+    assert plain > 0.2 and guided < plain / 2
+
+
 def test_the_last_window_takes_the_remainder():
     features, latents, categories = pieces()
     g = tiny(n_units=5).fit(features, latents, categories)  # 24 = 4 x 4 + 8
@@ -140,6 +159,7 @@ def test_a_category_without_pieces_draws_from_all():
         ("continue_prob", 1.5, "continue_prob must be in"),
         ("photo_temperature", 0, "photo_temperature must be a positive"),
         ("join_temperature", float("inf"), "join_temperature must be a positive"),
+        ("guidance", -1, "guidance must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_name_the_value(param, value, message):

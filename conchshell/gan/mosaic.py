@@ -14,7 +14,8 @@ sequence for each photo by concatenative synthesis, the unit selection of
 concatenative speech synthesis (Hunt and Black 1996) applied to latent windows:
 the sequence is cut into ``n_units`` windows; the first window is drawn from the
 pieces of the photo's category, weighted by how close their photos' features lie
-to this photo's; each later window either continues the current piece or jumps
+to this photo's and by how typical the window is of the scene (a window
+classifier); each later window either continues the current piece or jumps
 to another window of the category, weighted also by how smoothly it joins the
 window before it. It is a difference from the paper, whose generator is a
 network trained adversarially.
@@ -52,10 +53,18 @@ class MosaicState(nn.Module):
         Width of a latent vector.
     in_features : int
         Width of a video feature.
+    n_categories : int
+        Categories of the window classifier.
     """
 
     def __init__(
-        self, n_sources: int, n_frames: int, n_vectors: int, emb_width: int, in_features: int
+        self,
+        n_sources: int,
+        n_frames: int,
+        n_vectors: int,
+        emb_width: int,
+        in_features: int,
+        n_categories: int,
     ) -> None:
         super().__init__()
         self.register_buffer("table", torch.zeros(n_vectors, emb_width))
@@ -64,6 +73,11 @@ class MosaicState(nn.Module):
         self.register_buffer("photos", torch.zeros(n_sources, in_features))
         self.register_buffer("feature_mean", torch.zeros(in_features))
         self.register_buffer("feature_scale", torch.ones(in_features))
+        # The window classifier: standardised window statistics -> category logits.
+        self.register_buffer("window_mean", torch.zeros(2 * emb_width))
+        self.register_buffer("window_scale", torch.ones(2 * emb_width))
+        self.register_buffer("window_coef", torch.zeros(n_categories, 2 * emb_width))
+        self.register_buffer("window_intercept", torch.zeros(n_categories))
 
     def latents(self, source: int, start: int, length: int) -> torch.Tensor:
         """The latent window ``[start, start + length)`` of one piece, shape (emb_width, length).
@@ -79,6 +93,45 @@ class MosaicState(nn.Module):
         """
         rows = self.index[source, start : start + length].long()
         return self.table.float()[rows].T
+
+    def window_stats(self, n_units: int) -> torch.Tensor:
+        """Per-channel mean and spread of every piece's windows, ``(n_sources * n_units, 2 w)``.
+
+        Window ``u`` of a piece is frames ``[u L, (u + 1) L)``, ``L = n_frames // n_units``.
+
+        Parameters
+        ----------
+        n_units : int
+
+        Returns
+        -------
+        torch.Tensor of float64
+            Row ``s * n_units + u`` is window ``u`` of piece ``s``.
+        """
+        index, table = self.index.long().cpu(), self.table.float().cpu()
+        length = index.shape[1] // n_units
+        out = []
+        for u in range(n_units):  # one window at a time: a few tens of MB each
+            v = table[index[:, u * length : (u + 1) * length]].double()
+            out.append(torch.cat([v.mean(1), v.std(1, unbiased=False)], dim=1))
+        return torch.stack(out, 1).reshape(index.shape[0] * n_units, -1)
+
+    def window_log_proba(self, n_units: int) -> torch.Tensor:
+        """The window classifier's log-probabilities, ``(n_sources * n_units, n_categories)``.
+
+        Parameters
+        ----------
+        n_units : int
+
+        Returns
+        -------
+        torch.Tensor of float64
+        """
+        z = (self.window_stats(n_units) - self.window_mean.double().cpu()) / (
+            self.window_scale.double().cpu()
+        )
+        logits = z @ self.window_coef.double().cpu().T + self.window_intercept.double().cpu()
+        return torch.log_softmax(logits, dim=1)
 
 
 class MosaicGenerator(_LatentGenerator):
@@ -98,12 +151,16 @@ class MosaicGenerator(_LatentGenerator):
       standardised feature and ``x_s`` the mean of its own photos' (so
       different photos of a category get different music, and similar ones
       similar music);
-    * the first window is drawn by photo weight, uniformly over the piece's
-      windows;
+    * each window gets a scene weight ``p(category | window) ** guidance``
+      from a window classifier (a logistic regression on the window's
+      per-channel latent mean and spread, fitted on the training pieces'
+      windows), as classifier guidance does for diffusion models (Dhariwal
+      and Nichol 2021): windows typical of the scene are preferred;
+    * the first window is drawn by photo weight times scene weight;
     * each later window continues the current piece with probability
       ``continue_prob``, unless it has already run ``max_run`` windows or
       ends; otherwise it jumps to another window (not the next one of the
-      same piece) drawn by photo weight times
+      same piece) drawn by photo weight times scene weight times
       ``exp(-join / join_temperature)``, where ``join`` is the distance
       between the per-channel mean and spread of the last ``n_frames //
       (8 n_units)`` frames before the cut and of the first as many frames of
@@ -131,6 +188,10 @@ class MosaicGenerator(_LatentGenerator):
         Sharpness of the photo weights (smaller: the nearest photos' pieces).
     join_temperature : float, default=0.5
         Sharpness of the preference for smooth joins (larger: any window).
+    guidance : float, default=2.0
+        Weight ``g`` of the window classifier: every window's weight is
+        multiplied by ``p(category | window) ** g``, so windows typical of the
+        scene are preferred (0: no preference).
     verbose : int, default=0
         Unused; kept for the estimator's interface.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -142,7 +203,7 @@ class MosaicGenerator(_LatentGenerator):
     ----------
     module_ : MosaicState
         The kept latents (``table``, ``index``), the pieces' categories
-        and photo features, and the feature scaling.
+        and photo features, the feature scaling and the window classifier.
     level_, n_frames_, in_features_, n_categories_, emb_width_ : int
         The sizes in use.
     n_sources_ : int
@@ -151,7 +212,9 @@ class MosaicGenerator(_LatentGenerator):
         Distinct latent vectors kept.
     device_ : torch.device
     history_ : list of dict
-        One record: ``n_sources``, ``n_vectors``, ``seconds``.
+        One record: ``n_sources``, ``n_vectors``, ``window_accuracy`` (the
+        window classifier's on its training windows; ``None`` with one
+        category) and ``seconds``.
 
     Examples
     --------
@@ -177,6 +240,7 @@ class MosaicGenerator(_LatentGenerator):
         "max_run",
         "photo_temperature",
         "join_temperature",
+        "guidance",
         "verbose",
     )
 
@@ -192,6 +256,7 @@ class MosaicGenerator(_LatentGenerator):
         max_run: int = 3,
         photo_temperature: float = 0.1,
         join_temperature: float = 0.5,
+        guidance: float = 2.0,
         verbose: int = 0,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
@@ -206,6 +271,7 @@ class MosaicGenerator(_LatentGenerator):
         self.max_run = max_run
         self.photo_temperature = photo_temperature
         self.join_temperature = join_temperature
+        self.guidance = guidance
         self.verbose = verbose
         self.device = device
         self.random_state = random_state
@@ -250,7 +316,12 @@ class MosaicGenerator(_LatentGenerator):
 
     def _build_module(self) -> nn.Module:
         return MosaicState(
-            self.n_sources_, self.n_frames_, self.n_vectors_, self.emb_width_, self.in_features_
+            self.n_sources_,
+            self.n_frames_,
+            self.n_vectors_,
+            self.emb_width_,
+            self.in_features_,
+            self.n_categories_,
         )
 
     def _check_settings(self) -> None:
@@ -259,6 +330,9 @@ class MosaicGenerator(_LatentGenerator):
         p = self.continue_prob
         if isinstance(p, bool) or not (isinstance(p, int | float) and 0 <= p <= 1):
             raise ValueError(f"continue_prob must be in [0, 1], got {p!r}")
+        g = self.guidance
+        if isinstance(g, bool) or not (isinstance(g, int | float) and np.isfinite(g) and g >= 0):
+            raise ValueError(f"guidance must be a finite number >= 0, got {g!r}")
         for name in ("photo_temperature", "join_temperature"):
             value = getattr(self, name)
             if (
@@ -335,15 +409,44 @@ class MosaicGenerator(_LatentGenerator):
             state.photos.copy_(photos)
             state.feature_mean.copy_(mean)
             state.feature_scale.copy_(scale)
+        accuracy = self._fit_window_classifier(state)
         self.module_ = state.to(self.device_).eval()
         self.history_ = [
             {
                 "n_sources": self.n_sources_,
                 "n_vectors": self.n_vectors_,
+                "window_accuracy": accuracy,
                 "seconds": round(time.perf_counter() - started, 3),
             }
         ]
         return self
+
+    def _fit_window_classifier(self, state: MosaicState) -> float | None:
+        """Fit the window classifier's buffers; its training accuracy (None: one category)."""
+        from sklearn.linear_model import LogisticRegression
+
+        n_units = int(self.n_units)
+        stats = state.window_stats(n_units).numpy()
+        labels = np.repeat(state.categories.numpy(), n_units)
+        mean = stats.mean(0)
+        scale = stats.std(0)
+        scale = np.where(scale > 1e-9, scale, 1.0)
+        z = (stats - mean) / scale
+        with torch.no_grad():
+            state.window_mean.copy_(torch.as_tensor(mean))
+            state.window_scale.copy_(torch.as_tensor(scale))
+            if np.unique(labels).size < 2:  # nothing to tell apart: no preference
+                return None
+            clf = LogisticRegression(max_iter=2000).fit(z, labels)
+            coef, icpt = clf.coef_, clf.intercept_
+            if coef.shape[0] == 1:  # two classes: sklearn gives the second's logit against 0
+                coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, icpt]
+            # Categories no piece has get no window: a very low logit.
+            state.window_intercept.fill_(-30.0)
+            rows = torch.as_tensor(clf.classes_)
+            state.window_coef[rows] = torch.as_tensor(coef, dtype=torch.float32)
+            state.window_intercept[rows] = torch.as_tensor(icpt, dtype=torch.float32)
+        return round(float(clf.score(z, labels)), 4)
 
     # ----------------------------------------------------------- generation
     def sample_noise(self, n_samples: int, seed: int | None = None) -> torch.Tensor:
@@ -429,6 +532,10 @@ class MosaicGenerator(_LatentGenerator):
         sizes = [length] * (n_units - 1) + [units.n_frames - length * (n_units - 1)]
         # Candidates are (piece, window) pairs, window w starting at frame w * length.
         prior = np.repeat(photo, n_units) / n_units
+        if self.guidance:
+            typical = units.log_proba[:, category] * float(self.guidance)
+            prior = prior * np.exp(typical - typical[prior > 0].max())
+            prior = prior / prior.sum()
         pick = _inverse_cdf(prior, draws[1, 0])
         piece, window = divmod(pick, n_units)
         run = 1
@@ -461,6 +568,7 @@ class _Units:
         self.n_units = n_units
         self.length = self.n_frames // n_units
         self.categories = state.categories.cpu().numpy()
+        self.log_proba = state.window_log_proba(n_units).numpy()
         edge = max(1, self.length // 8)
         starts = torch.arange(n_units) * self.length
 
