@@ -2,9 +2,10 @@
 
 Settings of the generator's IMLE stage are chosen on the training split, not
 on val (issue 19). This holds out 4 clips per category of the stand-in train
-split, with every photo paired with them; refits the shipped model's
-generator from scratch (its parameters, plus ``--set`` overrides) on the
-rest, on the shipped model's features and codec latents, for ``--minutes``;
+split, with every photo paired with them; fits a generator from scratch (by
+default the small ``conchshell`` preset's IMLE generator, plus ``--set``
+overrides) on the rest, on the shipped model's features and codec latents,
+for ``--minutes``;
 then, for the held-out photos with their true categories, prints:
 
 - ``steps`` and the last epoch's ``loss`` (L1 of the regressed candidate);
@@ -24,8 +25,9 @@ then, for the held-out photos with their true categories, prints:
 
 ``--save FILE.npz`` writes the generated clips, their categories and the
 paired real clips. ``--generator flow`` fits the ``flow`` preset's
-:class:`~conchshell.gan.flow.FlowGenerator` instead of a clone of the
-shipped generator (``--set`` then sets its parameters); ``--generator mosaic``
+:class:`~conchshell.gan.flow.FlowGenerator` instead (``--set`` then sets its
+parameters), ``--generator model`` a clone of the shipped model's generator, and
+``--generator mosaic``
 fits the ``mosaic`` preset's :class:`~conchshell.gan.mosaic.MosaicGenerator`
 (on the latents snapped to the codebook, as the estimator fits it; it trains
 no steps, so ``--minutes`` does not apply).
@@ -73,7 +75,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--generator", choices=("model", "flow", "mosaic"), default="model", help="what to fit"
+        "--generator",
+        choices=("imle", "flow", "mosaic", "model"),
+        default="imle",
+        help="what to fit (model: a clone of the shipped model's generator)",
     )
     parser.add_argument(
         "--save", default=None, metavar="FILE.npz", help="write the generated clips there"
@@ -115,6 +120,7 @@ def main() -> None:
 
     base = {
         "model": lambda: model.generator_,
+        "imle": lambda: presets.conchshell("small").generator,
         "flow": lambda: presets.flow("small").generator,
         "mosaic": lambda: presets.mosaic("small").generator,
     }[args.generator]()

@@ -3,7 +3,9 @@
 ``Generator.fit`` with ``n_candidates > 1`` runs the generator once per
 candidate noise, without gradients, to find the output nearest each target;
 with ``search_frames`` it compares them on that many random latent frames.
-For each setting this prints, on the shipped model's generator and the
+For each setting this prints, on a trained model's IMLE generator (``--model``;
+the shipped model's generator is a mosaic since issue 19, so train one with
+``conchshell demo --train --preset conchshell --out out/imle``) and the
 stand-in training clips' codec latents (the targets a warm start regresses):
 
 - ``search_s``: seconds of one search (batch 8, 8 candidates), median;
@@ -14,8 +16,8 @@ stand-in training clips' codec latents (the targets a warm start regresses):
 
 Usage::
 
-    python bench/imle_search.py                    # needs `make data`
-    python bench/imle_search.py --frames 4000 2000 500 --batches 24
+    python bench/imle_search.py --model out/imle/model     # needs `make data`
+    python bench/imle_search.py --model out/imle/model --frames 4000 2000 500 --batches 24
 
 The last line is ``imle_search=<json>``.
 """
@@ -35,6 +37,7 @@ from torch.nn import functional as F
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/standin")
+    parser.add_argument("--model", required=True, help="a model folder with an IMLE Generator")
     parser.add_argument("--frames", nargs="+", default=["all", "4000", "2000", "1000"])
     parser.add_argument("--batches", type=int, default=12, help="batches of 8 targets")
     parser.add_argument("--threads", type=int, default=2)
@@ -44,8 +47,14 @@ def main() -> None:
     from conchshell.data.audio import fit_length
     from conchshell.datasets import load_bop
     from conchshell.demo import pretrained_model
+    from conchshell.gan.generator import Generator
 
-    model = pretrained_model()
+    model = pretrained_model(args.model)
+    if type(model.generator_) is not Generator:
+        parser.error(
+            f"{args.model} has a {type(model.generator_).__name__}, not an IMLE Generator: "
+            "train one with `conchshell demo --train --preset conchshell`"
+        )
     train = load_bop(args.data, "train", random_state=0)
     n = 8 * args.batches
     items = np.random.RandomState(0).permutation(len(train))[:n]

@@ -122,6 +122,24 @@ def test_guidance_prefers_the_windows_typical_of_the_category():
     assert plain > 0.2 and guided < plain / 2
 
 
+def test_window_statistics_are_kept_until_the_state_or_n_units_change():
+    features, latents, categories = pieces()
+    g = tiny(continue_prob=0.0).fit(features, latents, categories)
+    x = np.zeros((6, N_FEATURES), np.float32)
+    first = g.transform(x, [0] * 6)
+    units = g._units(g.module_)
+    assert g._units(g.module_) is units  # computed once
+    g.set_params(n_units=2)  # a fitted-settable setting: windows of 12 frames now
+    halves = g.transform(x, [0] * 6, g.sample_noise(6)).numpy()
+    np.testing.assert_array_equal(halves[:, 2, :12] % 12, np.tile(np.arange(12), (6, 1)))
+    g.set_params(n_units=4)
+    torch.testing.assert_close(g.transform(x, [0] * 6), first)
+    # New contents in the same module (as loading does) are noticed.
+    other = tiny().fit(features, latents[::-1].copy(), categories[::-1].copy())
+    g.module_.load_state_dict(other.module_.state_dict())
+    assert g._units(g.module_) is not units
+
+
 def test_the_last_window_takes_the_remainder():
     features, latents, categories = pieces()
     g = tiny(n_units=5).fit(features, latents, categories)  # 24 = 4 x 4 + 8

@@ -31,9 +31,25 @@ def test_the_shipped_model_plays_its_recorded_clip():
     assert clip.shape == (128000,)
     # Recorded when the model shipped (scripts/ship_model.py); the encoder hears "city" (5).
     assert model.predict_categories([photo]).tolist() == [5]
-    assert float(np.sqrt((clip**2).mean())) == pytest.approx(0.1059211, rel=1e-3)
+    assert float(np.sqrt((clip**2).mean())) == pytest.approx(0.2385009, rel=1e-3)
     np.testing.assert_allclose(
         clip[::20000],
-        [-0.0039757, -0.0140171, -0.0694256, 0.0064072, -0.0282642, 0.033702, -0.0957891],
+        [-0.00195, -0.276883, -0.1707884, 0.3232764, 0.3667252, -0.0295303, 0.1350414],
         atol=2e-3,
     )
+
+
+def test_the_shipped_model_is_a_mosaic_on_the_earlier_models_components():
+    prov = json.loads((PRETRAINED / "PROVENANCE.json").read_text())
+    assert "--reuse conchshell/pretrained/small-deep" in prov["command"]
+    earlier = prov["reused"]["provenance"]
+    # The encoder, extractor and codec were trained by the earlier shipped model's command.
+    assert earlier["command"].startswith("conchshell demo --train --minutes 80")
+    assert earlier["data"] == prov["data"]
+    assert prov["summary"]["preset"] == "mosaic" and prov["summary"]["relevance_accuracy"] >= 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = pretrained_model()
+    record = model.generator_.history_[0]
+    assert type(model.generator_).__name__ == "MosaicGenerator"
+    assert record["n_sources"] == 120 and record["n_vectors"] <= model.codec_.l_bins

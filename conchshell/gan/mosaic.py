@@ -112,8 +112,8 @@ class MosaicState(nn.Module):
         length = index.shape[1] // n_units
         out = []
         for u in range(n_units):  # one window at a time: a few tens of MB each
-            v = table[index[:, u * length : (u + 1) * length]].double()
-            out.append(torch.cat([v.mean(1), v.std(1, unbiased=False)], dim=1))
+            v = table[index[:, u * length : (u + 1) * length]]
+            out.append(torch.cat([v.mean(1), v.std(1, unbiased=False)], dim=1).double())
         return torch.stack(out, 1).reshape(index.shape[0] * n_units, -1)
 
     def window_log_proba(self, n_units: int) -> torch.Tensor:
@@ -510,12 +510,23 @@ class MosaicGenerator(_LatentGenerator):
         z = (x.float().to(state.photos.device) - state.feature_mean) / state.feature_scale
         z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
         similarity = (z @ state.photos.float().T).cpu().double().numpy()
-        units = _Units(state, int(self.n_units))
+        units = self._units(state)
         out = torch.empty(x.shape[0], self.emb_width_, self.n_frames_)
         for i in range(x.shape[0]):
             plan = self._plan(units, similarity[i], int(c[i]), u[i].double().numpy())
             out[i] = torch.cat([state.latents(s, start, n).cpu() for s, start, n in plan], dim=1)
         return out
+
+    def _units(self, state: MosaicState) -> _Units:
+        """The windows' statistics (about a second to compute), kept until the state changes."""
+        # A tensor's _version counts its in-place changes, so a reload into the same module
+        # (load_state_dict copies in place) is noticed too.
+        key = (id(state), int(self.n_units), *(b._version for b in state.buffers()))
+        cached = getattr(self, "_units_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, _Units(state, int(self.n_units)))
+            self._units_cache = cached
+        return cached[1]
 
     def _plan(
         self, units: _Units, similarity: np.ndarray, category: int, draws: np.ndarray
