@@ -24,6 +24,7 @@ network trained adversarially.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Self
 
 import numpy as np
@@ -359,7 +360,8 @@ class MosaicGenerator(_LatentGenerator):
             Video features of the training photos.
         latents : array-like of shape (n_samples, emb_width, n_frames)
             Their pieces' latents; a piece paired with several photos may
-            appear once per photo (it is kept once). Snapped to the codec's
+            appear once per photo (it is kept once per category it is filed
+            under). Snapped to the codec's
             codebook (as :class:`~conchshell.ImageToMusic` passes them), the
             distinct vectors are at most the codebook's size.
         categories : array-like of shape (n_samples,)
@@ -369,8 +371,6 @@ class MosaicGenerator(_LatentGenerator):
         -------
         self
         """
-        import time
-
         started = time.perf_counter()
         self._check_settings()
         x, c, y = self._fit_inputs(features, latents, categories)
@@ -382,20 +382,16 @@ class MosaicGenerator(_LatentGenerator):
         scale = x.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(mean)
         scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))
         z = (x - mean) / scale
-        first: dict[bytes, int] = {}
+        # Keyed by category too: pieces whose latents coincide (silence, or an untrained
+        # codec's few codes) stay apart when they are filed under different scenes.
+        first: dict[tuple[int, bytes], int] = {}
         owner = np.empty(x.shape[0], dtype=np.int64)
         for i in range(y.shape[0]):
-            key = hashlib.sha1(y[i].numpy().tobytes()).digest()
+            key = (int(c[i]), hashlib.sha1(y[i].numpy().tobytes()).digest())
             owner[i] = first.setdefault(key, len(first))
         sources = np.array(sorted(first.values()))
         rows = np.array([np.flatnonzero(owner == s)[0] for s in sources])
         cats = c.cpu()[rows]
-        for s, row in zip(sources, rows, strict=True):
-            if bool((c.cpu()[owner == s] != c.cpu()[row]).any()):
-                raise ValueError(
-                    f"latents {np.flatnonzero(owner == s).tolist()} are the same piece "
-                    "but have different categories"
-                )
         photos = torch.stack([z[torch.as_tensor(owner == s)].mean(0) for s in sources])
         photos = photos / photos.norm(dim=1, keepdim=True).clamp_min(1e-12)
         frames = y[torch.as_tensor(rows)].permute(0, 2, 1).reshape(-1, y.shape[1])
