@@ -32,9 +32,7 @@ import torch
 from torch import nn
 
 from conchshell._validation import check_positive_int, check_tensor
-from conchshell.gan._layers import set_implied_sizes
-from conchshell.gan.generator import _PAPER_SIZES, _LatentGenerator
-from conchshell.levels import CLIP_SAMPLES, PAPER_HOPS, level_index
+from conchshell.gan.generator import _LatentGenerator
 
 __all__ = ["MosaicGenerator"]
 
@@ -304,16 +302,12 @@ class MosaicGenerator(_LatentGenerator):
         """
         self.n_sources_ = int(n_sources or 0)
         self.n_vectors_ = int(n_vectors or 0)
-        self.level_ = level_index("deep" if self.level is None else self.level)
-        implied = {
-            "in_features": in_features,
-            "n_categories": n_categories,
-            "emb_width": emb_width,
-            "n_frames": n_frames,
-        }
-        paper = dict(_PAPER_SIZES, n_frames=CLIP_SAMPLES // PAPER_HOPS[self.level_])
-        set_implied_sizes(self, implied, paper, self._what)
-        return super(_LatentGenerator, self).initialize()
+        return super().initialize(
+            in_features=in_features,
+            n_categories=n_categories,
+            n_frames=n_frames,
+            emb_width=emb_width,
+        )
 
     def _build_module(self) -> nn.Module:
         return MosaicState(
