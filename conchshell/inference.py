@@ -989,24 +989,24 @@ def optimize(
     decoders = out.codec_.module_.decoders
     level = int(out.level_)
     # A generator that is no network (MosaicGenerator) keeps its float32 latents as they are.
-    networks = [decoders[level]]
-    if getattr(out.generator_, "is_network", True):
-        networks.insert(0, out.generator_.module_)
+    cast_generator = getattr(out.generator_, "is_network", True)
+
+    def networks() -> list[nn.Module]:
+        return ([out.generator_.module_] if cast_generator else []) + [decoders[level]]
+
     if dtype != torch.float32:
         # Cast first, so replacing each convolution copies half as many bytes.
-        for m in networks:
+        for m in networks():
             m.to(dtype)
-        converted += sum(convs_as_2d(m) for m in networks)
-    in_place = sum(inplace_activations(m) for m in (extractor.module_, *networks))
-    if getattr(out.generator_, "is_network", True):
+        converted += sum(convs_as_2d(m) for m in networks())
+    in_place = sum(inplace_activations(m) for m in (extractor.module_, *networks()))
+    if cast_generator:
         out.generator_.module_ = _prepare(out.generator_.module_, dtype, None, compile)
     decoders[level] = _prepare(decoders[level], dtype, None, compile)
     prepacked = fused = 0
     if dtype != torch.float32 and not compile:
         # float32 keeps torch's own calls, so its output matches the original's to rounding.
-        prepacked = sum(
-            prepack_convs(m) for m in (extractor.module_, *networks[:-1], decoders[level])
-        )
+        prepacked = sum(prepack_convs(m) for m in (extractor.module_, *networks()))
         # I3D is a traced graph: its ReLUs and residual additions join the convolutions.
         fused = fuse_convolutions(extractor.module_)
 

@@ -93,6 +93,27 @@ class MosaicState(nn.Module):
         rows = self.index[source, start : start + length].long()
         return self.table.float()[rows].T
 
+    def segment_stats(self, starts: torch.Tensor, length: int) -> torch.Tensor:
+        """Per-channel mean and spread of ``length`` frames from each start, in every piece.
+
+        Parameters
+        ----------
+        starts : torch.Tensor of int, shape (n_starts,)
+            First frames; each segment must end within the sequence.
+        length : int
+
+        Returns
+        -------
+        torch.Tensor of float64, shape (n_sources * n_starts, 2 emb_width)
+            Row ``s * n_starts + k`` is the segment from ``starts[k]`` of piece ``s``.
+        """
+        index, table = self.index.long().cpu(), self.table.float().cpu()
+        out = []
+        for first in starts.tolist():  # one offset at a time: a few tens of MB each
+            v = table[index[:, first : first + length]]
+            out.append(torch.cat([v.mean(1), v.std(1, unbiased=False)], dim=1).double())
+        return torch.stack(out, 1).reshape(index.shape[0] * len(out), -1)
+
     def window_stats(self, n_units: int) -> torch.Tensor:
         """Per-channel mean and spread of every piece's windows, ``(n_sources * n_units, 2 w)``.
 
@@ -107,13 +128,8 @@ class MosaicState(nn.Module):
         torch.Tensor of float64
             Row ``s * n_units + u`` is window ``u`` of piece ``s``.
         """
-        index, table = self.index.long().cpu(), self.table.float().cpu()
-        length = index.shape[1] // n_units
-        out = []
-        for u in range(n_units):  # one window at a time: a few tens of MB each
-            v = table[index[:, u * length : (u + 1) * length]]
-            out.append(torch.cat([v.mean(1), v.std(1, unbiased=False)], dim=1).double())
-        return torch.stack(out, 1).reshape(index.shape[0] * n_units, -1)
+        length = self.index.shape[1] // n_units
+        return self.segment_stats(torch.arange(n_units) * length, length)
 
     def window_log_proba(self, n_units: int) -> torch.Tensor:
         """The window classifier's log-probabilities, ``(n_sources * n_units, n_categories)``.
@@ -563,26 +579,17 @@ class _Units:
     """The windows of the kept pieces and their edge statistics, for the join cost."""
 
     def __init__(self, state: MosaicState, n_units: int) -> None:
-        index = state.index.long().cpu()
-        table = state.table.float().cpu()
-        self.n_sources, self.n_frames = index.shape
+        self.n_sources, self.n_frames = state.index.shape
         self.n_units = n_units
         self.length = self.n_frames // n_units
         self.categories = state.categories.cpu().numpy()
         self.log_proba = state.window_log_proba(n_units).numpy()
         edge = max(1, self.length // 8)
         starts = torch.arange(n_units) * self.length
-
-        def stats(first: torch.Tensor) -> torch.Tensor:
-            # Per-channel mean and spread of `edge` frames from each window offset.
-            rows = index[:, first[:, None] + torch.arange(edge)]  # sources, windows, edge
-            v = table[rows]  # sources, windows, edge, width
-            both = torch.cat([v.mean(2), v.std(2, unbiased=False)], dim=-1)
-            return both.reshape(self.n_sources * n_units, -1).double()
-
-        self.heads = stats(starts).numpy()
-        # A window's tail: its last `edge` frames (as a middle window, length long).
-        self.tails = stats(starts + self.length - edge).numpy()
+        # A window's head is its first `edge` frames; its tail its last (as a middle window,
+        # `length` long).
+        self.heads = state.segment_stats(starts, edge).numpy()
+        self.tails = state.segment_stats(starts + self.length - edge, edge).numpy()
 
     def join_cost(self, piece: int, window: int) -> np.ndarray:
         """Distance from window ``window`` of ``piece``'s tail to every window's head."""
