@@ -479,9 +479,11 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
             # Checked before any training: such a generator learns only in the warm start.
             name = type(self.generator_).__name__
             if self.max_steps:
+                steps = getattr(self.generator_, "needs_steps", True)
                 raise ValueError(
                     f"{name} trains without a discriminator: set max_steps=0 "
-                    f"(got {self.max_steps}) and give its steps to warm_start_steps"
+                    f"(got {self.max_steps})"
+                    + (" and give its steps to warm_start_steps" if steps else "")
                 )
             if not self.warm_start_steps and getattr(self.generator_, "needs_steps", True):
                 raise ValueError(
@@ -518,9 +520,12 @@ class ImageToMusic(GenerationMixin, SaveLoadMixin, BaseEstimator):
         **params
             ``component__parameter`` keys of prediction-time settings:
             ``guidance``, ``batch_size`` and ``verbose`` of a ``Generator``
-            (``n_steps`` too for a ``FlowGenerator``) and any setting of a
-            ``SpectralGate`` denoiser. Structure and training settings are
-            refused: they would disagree with the fitted weights.
+            (``n_steps`` too for a ``FlowGenerator``), the window-choice
+            settings of a ``MosaicGenerator`` (``n_units``, ``continue_prob``,
+            ``max_run``, ``photo_temperature``, ``join_temperature``,
+            ``guidance``) and any setting of a ``SpectralGate`` denoiser.
+            Structure and training settings are refused: they would disagree
+            with the fitted weights.
 
         Returns
         -------
