@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from conchshell._validation import check_path
+from conchshell._validation import all_finite, check_path
 from conchshell._version import __version__
 from conchshell.io import _flatten as flatten
 from conchshell.io import atomic_write, load_tree, parse_tree, save_tree
@@ -339,7 +338,7 @@ _SAVING_MARK = ".conchshell-saving"
 def _check_finite(module: Any, what: str) -> None:
     """Refuse weights that would only show up as NaN music at predict time."""
     for key, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             raise ValueError(f"{what} contain NaN or infinite values (in {key!r})")
 
 

@@ -219,6 +219,23 @@ def test_decode_codes_equals_decode_of_quantized_latents(tiny: JukeboxCodec) -> 
     assert codes.unique().numel() > 16
 
 
+def test_nearest_is_argmin_across_chunks_with_ties_and_nan() -> None:
+    """The chunked search picks argmin's code: the first of tied codes, NaN's own row."""
+    book = jukebox._Codebook(l_bins=37, emb=5, mu=0.99)
+    book.k.copy_(torch.randint(-2, 3, (37, 5)).float())
+    book.k[20] = book.k[3]  # a duplicate row: every tie must go to 3
+    flat = torch.randint(-2, 3, (101, 5)).float()
+    flat[7] = book.k[3]
+    flat[50, 2] = float("nan")
+    dist = (book.k**2).sum(dim=1) - 2 * flat @ book.k.T
+    want = dist.argmin(dim=1)
+    for chunk in (1, 10, 64, 101, 4096):  # 101 rows: a ragged last chunk, and none
+        got = book.nearest(flat, chunk=chunk)
+        assert got.dtype == torch.long and torch.equal(got, want), chunk
+    assert int(book.nearest(flat)[7]) == 3
+    assert book.nearest(flat[:0]).shape == (0,)
+
+
 # ---------------------------------------------------------------- gradients
 def test_gradients_reach_latents_through_a_frozen_decoder() -> None:
     codec = JukeboxCodec.sized("tiny", random_state=0, frozen=True).initialize()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conchshell._validation import check_categories, check_tensor
+from conchshell._validation import all_finite, check_categories, check_tensor
 from conchshell.levels import level_index, level_name
 
 
@@ -52,3 +52,20 @@ def test_check_categories():
         check_categories([0], n_samples=2, n_categories=6)
     with pytest.raises(TypeError, match="integer category ids"):
         check_categories([0.5], n_samples=1, n_categories=6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", [0, 37, -1])
+def test_all_finite_agrees_with_isfinite(dtype, bad, where):
+    t = torch.randn(2, 3, 5, 7).to(dtype)
+    if bad is not None:
+        t.view(-1)[where] = bad
+    assert all_finite(t) == bool(torch.isfinite(t).all()) == (bad is None)
+
+
+def test_all_finite_on_large_values_empty_and_integer_tensors():
+    assert all_finite(torch.full((4,), torch.finfo(torch.float32).max))  # no overflowing sum
+    assert all_finite(torch.empty(0, 3))
+    assert all_finite(torch.arange(5))
+    assert not all_finite(torch.tensor([1.0, float("nan")], requires_grad=True))
