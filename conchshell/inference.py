@@ -115,8 +115,9 @@ class CastModule(nn.Module):
 
     def _cast(self, x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
+            # Dtype and layout in one copy (a float32 layout copy first doubled the bytes).
             if self.memory_format is not None and x.ndim in (4, 5):
-                x = x.contiguous(memory_format=self.memory_format)
+                return x.to(dtype=self.dtype, memory_format=self.memory_format)
             return x.to(self.dtype)
         return x
 
@@ -704,8 +705,9 @@ class FusedConv(PrepackedConv):
             weight = self._weight(x)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(x, weight, *args, unary, [], "")
+            # After an addition oneDNN refuses the name "none": None means no activation.
             return torch.ops.mkldnn._convolution_pointwise_.binary(
-                residual, x, weight, *args, "add", None, unary, [], ""
+                residual, x, weight, *args, "add", None, "relu" if self.relu else None, [], ""
             )
         out = PrepackedConv.forward(self, x)
         if residual is not None:

@@ -273,6 +273,14 @@ def test_cast_module_casts_floats_and_passes_integers():
     video = torch.randn(1, 3, 2, 4, 4)
     wrapped = CastModule(nn.Identity(), torch.float32, torch.channels_last_3d)
     assert wrapped(video).is_contiguous(memory_format=torch.channels_last_3d)
+    # Dtype and layout change in one copy, to the same values as two.
+    seen = []
+    caught = CastModule(nn.Identity(), torch.bfloat16, torch.channels_last_3d)
+    caught.module.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    caught(video)
+    assert seen[0].dtype == torch.bfloat16
+    assert seen[0].is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(seen[0], video.to(torch.bfloat16))
 
 
 class _Bottleneck(nn.Module):
@@ -451,6 +459,11 @@ def test_fused_conv_checks_its_residual_and_falls_back_with_gradients():
     with torch.inference_mode():
         fast = fused(x, r.clone())  # float32 oneDNN path
     torch.testing.assert_close(fast, out.detach(), rtol=1e-5, atol=1e-5)
+    # An addition without a ReLU after it (oneDNN refused the name "none" there).
+    plain_sum = FusedConv(conv, residual=True)
+    with torch.inference_mode():
+        summed = plain_sum(x, r.clone())
+    torch.testing.assert_close(summed, conv(x).detach() + r, rtol=1e-5, atol=1e-5)
 
 
 def test_optimize_fuses_i3d_and_stays_close(fitted, images, monkeypatch):
