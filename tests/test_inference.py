@@ -531,3 +531,66 @@ def test_tiled_max_pool_refuses_overlapping_or_padded_windows():
 def test_optimize_tiles_i3d_temporal_pool(fitted):
     for precision in ("float32", "bfloat16"):
         assert optimize(fitted, precision=precision).inference_["tiled_max_pools"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"),
+    [(10, 1, 1), (10, 2, 1), (10, None, 0), (4, 4, 2), (7, 3, 3), (1, 1, 0), (2, 1, 1)],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sliding_max_pool_is_the_pool_bit_for_bit(kernel, stride, padding, dtype, channels_last):
+    from conchshell.inference import SlidingMaxPool1d
+
+    torch.manual_seed(0)
+    pool = nn.MaxPool1d(kernel, stride, padding)
+    x = torch.randn(2, 21, 6).permute(0, 2, 1) if channels_last else torch.randn(2, 6, 21)
+    x = x.to(dtype)
+    x[1, 2, 5] = float("nan")  # propagates through both
+    kept = x.clone()
+    want, got = pool(x), SlidingMaxPool1d(pool)(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(got[1, 2]).any()
+    torch.testing.assert_close(x, kept, rtol=0, atol=0, equal_nan=True)  # input untouched
+    assert got.data_ptr() != x.data_ptr()  # a fresh tensor: an in-place ReLU may follow
+    if channels_last and padding:
+        assert got.stride(1) == 1  # the channels-last layout is kept for the next convolution
+    # Without a batch axis too.
+    torch.testing.assert_close(
+        SlidingMaxPool1d(pool)(x[0]), pool(x[0]), rtol=0, atol=0, equal_nan=True
+    )
+
+
+def test_sliding_max_pool_refuses_what_it_cannot_compute():
+    from conchshell.inference import SlidingMaxPool1d, slide_max_pools
+
+    for pool in (
+        nn.MaxPool1d(3, dilation=2),
+        nn.MaxPool1d(3, ceil_mode=True),
+        nn.MaxPool1d(3, return_indices=True),
+        nn.MaxPool2d(3),
+    ):
+        assert not SlidingMaxPool1d.supports(pool)
+        with pytest.raises(ValueError, match="can slide"):
+            SlidingMaxPool1d(pool)
+    net = nn.Sequential(nn.MaxPool1d(3, 1, 1), nn.MaxPool1d(2, dilation=2))
+    assert slide_max_pools(net) == 1 and isinstance(net[0], SlidingMaxPool1d)
+    with pytest.raises(ValueError, match="shorter than kernel 10"):
+        SlidingMaxPool1d(nn.MaxPool1d(10))(torch.randn(1, 2, 9))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_optimize_slides_the_generator_pools_without_changing_a_bit(precision, monkeypatch):
+    from conchshell import inference
+
+    model = presets.conchshell("tiny", level="deep", random_state=0).initialize()
+    n_pools = sum(isinstance(m, nn.MaxPool1d) for m in model.generator_.module_.modules())
+    fast = optimize(model, precision=precision)
+    assert n_pools > 0 and fast.inference_["sliding_max_pools"] == n_pools
+    monkeypatch.setattr(inference, "slide_max_pools", lambda module: 0)
+    plain = optimize(model, precision=precision)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(
+        fast.predict(x, categories=[0, 1]), plain.predict(x, categories=[0, 1])
+    )
