@@ -111,13 +111,32 @@ def check_path(value: object, name: str) -> Path:
     raise TypeError(f"{name} must be a str or a path, got {type(value).__name__}: {shown}{hint}")
 
 
-def all_finite(t: torch.Tensor) -> bool:
-    """Whether every value of ``t`` is finite (an empty or integer tensor is).
+def finite_flag(t: torch.Tensor) -> torch.Tensor:
+    """Whether every value of ``t`` is finite, as a 0-d bool tensor on ``t``'s device.
 
     One ``aminmax`` pass: NaN propagates to the minimum and the maximum, and an
     infinity is one of them. ``torch.isfinite(t).all()`` gives the same answer
     with three passes and a full-size mask (3.7 ms against 0.17 for a
-    paper-scale forged video on two cores).
+    paper-scale forged video on two cores). No host synchronisation, so many
+    flags can be combined before one is read (the training's gradient check).
+    An empty or integer tensor is finite.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+
+    Returns
+    -------
+    torch.Tensor of bool, shape ()
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=t.device)
+    low, high = torch.aminmax(t.detach())
+    return torch.isfinite(low) & torch.isfinite(high)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite (:func:`finite_flag`, read as a bool).
 
     Parameters
     ----------
@@ -127,10 +146,7 @@ def all_finite(t: torch.Tensor) -> bool:
     -------
     bool
     """
-    if not t.is_floating_point() or t.numel() == 0:
-        return True
-    low, high = torch.aminmax(t.detach())
-    return bool(torch.isfinite(low) & torch.isfinite(high))
+    return bool(finite_flag(t))
 
 
 def check_tensor(

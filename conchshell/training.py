@@ -62,6 +62,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from tqdm import auto as tqdm_auto
 from tqdm.auto import tqdm
 
+from conchshell._validation import finite_flag
 from conchshell.io import atomic_write
 
 __all__ = [
@@ -469,7 +470,7 @@ def finite_everywhere(value: torch.Tensor) -> bool:
     """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
-    return _on_every_rank(torch.isfinite(value.detach()).all())
+    return _on_every_rank(finite_flag(value))
 
 
 def grads_finite(module: torch.nn.Module) -> bool:
@@ -492,7 +493,7 @@ def grads_finite(module: torch.nn.Module) -> bool:
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     params = list(module.parameters())
-    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    flags = [finite_flag(p.grad) for p in params if p.grad is not None]
     if not flags:
         # Still take part in the all-reduce: every rank must make the same calls.
         device = params[0].device if params else torch.device("cpu")

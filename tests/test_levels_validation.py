@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conchshell._validation import all_finite, check_categories, check_tensor
+from conchshell._validation import all_finite, check_categories, check_tensor, finite_flag
 from conchshell.levels import level_index, level_name
 
 
@@ -62,6 +62,8 @@ def test_all_finite_agrees_with_isfinite(dtype, bad, where):
     if bad is not None:
         t.view(-1)[where] = bad
     assert all_finite(t) == bool(torch.isfinite(t).all()) == (bad is None)
+    flag = finite_flag(t)
+    assert flag.dtype == torch.bool and flag.shape == () and bool(flag) == (bad is None)
 
 
 def test_all_finite_on_large_values_empty_and_integer_tensors():
