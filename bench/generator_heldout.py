@@ -139,12 +139,7 @@ def main() -> None:
         # piece once, a few at a time: the search over all at once takes tens of GB).
         with torch.no_grad():
             pieces = torch.cat(
-                [
-                    model.codec_.lookup(
-                        model.codec_.quantize(chunk, level=model.level_)[1], level=model.level_
-                    ).cpu()
-                    for chunk in latents.split(8)
-                ]
+                [model.codec_.snap(chunk, level=model.level_).cpu() for chunk in latents.split(8)]
             )
     targets = pieces[clip_of[~out]]
     start = time.perf_counter()

@@ -204,6 +204,12 @@ def test_decode_codes_equals_decode_of_quantized_latents(tiny: JukeboxCodec) -> 
     torch.testing.assert_close(tiny.decode(codes, "low"), tiny.decode(quantized, "low"))
     # lookup gives the codebook's rows exactly (the straight-through output need not be).
     assert torch.equal(tiny.lookup(codes, "low"), book[codes].permute(0, 2, 1))
+    # snap is that lookup from one search, without a gradient path.
+    tracked = latents.clone().requires_grad_(True)
+    snapped = tiny.snap(tracked, "low")
+    assert torch.equal(snapped, tiny.lookup(codes, "low")) and not snapped.requires_grad
+    with pytest.raises(ValueError, match="latents must have shape"):
+        tiny.snap(latents[:, :3], "low")
     with pytest.raises(TypeError, match="codes must be integers"):
         tiny.lookup(codes.float(), "low")
     with pytest.raises(ValueError, match=r"codes must lie in \[0, "):

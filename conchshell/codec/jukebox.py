@@ -889,14 +889,38 @@ class JukeboxCodec(TransformerMixin, TorchComponent):
         z = self._check_latents(latents)
         return self._quantize(z, index)
 
-    def _quantize(self, z: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def snap(self, latents: Any, level: str | int = "deep") -> torch.Tensor:
+        """The nearest codebook vector of each latent frame, exactly (no gradient path).
+
+        ``quantize(latents)[0]`` equals these vectors only up to float rounding
+        (``z + (snapped - z)``); this is the codebook's rows themselves, what
+        ``lookup(quantize(latents)[1])`` gives, from one search.
+
+        Parameters
+        ----------
+        latents : torch.Tensor, shape (batch, emb_width, time)
+        level : {"deep", "low", "high"} or {0, 1, 2}, default="deep"
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, emb_width, time)
+            On ``device_``.
+        """
+        self._check_initialized()
+        index = self._level(level)
+        z = self._check_latents(latents)
+        return self._snap(z, index)[0].detach()
+
+    def _snap(self, z: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
         book = self.module_.bottleneck.level_blocks[level]
-        flat = rearrange(z, "b c t -> (b t) c")
-        codes = book.nearest(flat)
+        codes = book.nearest(rearrange(z, "b c t -> (b t) c"))
         snapped = rearrange(book.k[codes], "(b t) c -> b c t", b=z.shape[0])
+        return snapped, codes.reshape(z.shape[0], z.shape[2])
+
+    def _quantize(self, z: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        snapped, codes = self._snap(z, level)
         # Straight-through: forward the codebook vector, backward the identity.
-        quantized = z + (snapped - z).detach()
-        return quantized, codes.reshape(z.shape[0], z.shape[2])
+        return z + (snapped - z).detach(), codes
 
     def encode(self, audio: Any, level: str | int = "deep") -> torch.Tensor:
         """Discrete codes of one level.

@@ -909,8 +909,7 @@ def warm_start(model: Any, dataset: Any, features: torch.Tensor, cats: torch.Ten
         for chunk in audio.split(8):
             z = model.codec_.transform(chunk.to(model.codec_.device_), level=model.level_)
             if snap:
-                codes = model.codec_.quantize(z, level=model.level_)[1]
-                z = model.codec_.lookup(codes, level=model.level_)
+                z = model.codec_.snap(z, level=model.level_)
             parts.append(z.cpu())
         targets = torch.cat(parts)
     if getattr(generator, "needs_steps", True):
